@@ -1,0 +1,44 @@
+"""Install Skip Tuning on a clone of a ComfyUI MODEL as an output-block patch."""
+from ..skip_tuning_core import SigmaGate, SkipPlan, SkipTuningError
+
+SUPPORTED = "SD1.x, SD2.x, SDXL and other checkpoints built on ComfyUI's UNetModel"
+
+
+def output_block_count(model) -> int:
+    """How many output blocks (skip connections) the model's U-Net has; refuses models without any."""
+    base_model = getattr(model, "model", None)
+    unet = getattr(base_model, "diffusion_model", None)
+    blocks = getattr(unet, "output_blocks", None)
+    if not hasattr(unet, "input_blocks") or blocks is None or len(blocks) == 0:
+        name = type(base_model).__name__ if base_model is not None else type(model).__name__
+        raise SkipTuningError(
+            f"model: Skip Tuning needs a U-Net with skip connections ({SUPPORTED}); this model ({name}) has "
+            f"none. Flux, SD3 and other transformer (DiT) models are not supported."
+        )
+    return len(blocks)
+
+
+def skip_tuned(model, ranges):
+    """A clone of `model` whose skip connections are scaled per `ranges`; `model` itself is untouched."""
+    sampling = model.get_model_object("model_sampling")
+    plan = SkipPlan(ranges, output_block_count(model), sampling.percent_to_sigma)
+    patched = model.clone()
+    if plan.is_identity:
+        return patched
+    gate = SigmaGate(plan)
+
+    def output_block_patch(h, hsp, transformer_options):
+        sigmas = transformer_options.get("sigmas")
+        if sigmas is None:
+            return h, hsp
+        rhos = gate.rhos_for(sigmas)
+        if rhos is None:
+            return h, hsp
+        rho = rhos[transformer_options["block"][1]]
+        if rho == 1.0:
+            return h, hsp
+        # A new tensor: the host (ControlNet, other patches) may still hold the skip it gave us.
+        return h, hsp * rho
+
+    patched.set_model_output_block_patch(output_block_patch)
+    return patched
