@@ -40,3 +40,17 @@ def boot_comfy() -> Path:
 
     comfy.cli_args.args.cpu = True
     return root
+
+
+def load_pack():
+    """This repository loaded through ComfyUI's own custom-node loader; returns the pack's module."""
+    import asyncio
+
+    import nodes
+
+    repo = str(Path(__file__).resolve().parents[1])
+    module_name = repo.replace(".", "_x_")  # the name load_custom_node gives a folder
+    if module_name not in sys.modules:
+        if not asyncio.run(nodes.load_custom_node(str(repo))):
+            raise RuntimeError(f"ComfyUI could not load {repo} as a custom node")
+    return sys.modules[module_name]

@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 torch.set_num_threads(1)  # shared 2-core machines: two threads can be 100x slower under load
 
-from skip_tuning_lab.comfy_host import boot_comfy  # noqa: E402
+from skip_tuning_lab.comfy_host import boot_comfy, load_pack  # noqa: E402
 
 boot_comfy()
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -22,5 +22,5 @@ import nodes as comfy_nodes  # noqa: E402  (ComfyUI's nodes.py)
 def comfy_nodes_loaded():
     """ComfyUI's node registry with its built-in extras and this repository loaded as a custom node."""
     asyncio.run(comfy_nodes.init_extra_nodes(init_custom_nodes=False))
-    assert asyncio.run(comfy_nodes.load_custom_node(str(REPO))), "ComfyUI failed to load this repository"
+    load_pack()
     return comfy_nodes.NODE_CLASS_MAPPINGS

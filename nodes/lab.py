@@ -1,0 +1,105 @@
+"""Lab nodes: load the small digits diffusion model this project trains, and condition it on a digit.
+
+The model is ComfyUI's own UNetModel (SDXL's layout at toy size) in pixel space, epsilon prediction
+on Stable Diffusion's discrete schedule, so every ComfyUI sampler, scheduler and U-Net patch applies.
+"""
+import json
+from pathlib import Path
+
+import torch
+
+import comfy.latent_formats
+import comfy.model_management
+import comfy.model_patcher
+import comfy.sd
+import comfy.supported_models_base
+import comfy.utils
+
+from .spec import Field, NodeSpec, Out
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "lab_models"
+NULL_DIGIT = 10  # "any digit": the unconditional token, and the negative prompt for CFG
+CONTEXT_DIM = 16  # one-hot over 11 tokens, zero-padded
+DIGIT_CHOICES = ("any",) + tuple(str(d) for d in range(10))
+
+UNET_CONFIG = {
+    "image_size": 16, "in_channels": 3, "out_channels": 3, "model_channels": 32,
+    "num_res_blocks": [2, 2, 2], "channel_mult": [1, 2, 2],
+    "transformer_depth": [0, 0, 1, 1, 1, 1], "transformer_depth_output": [1, 1, 1, 1, 1, 1, 0, 0, 0],
+    "transformer_depth_middle": 1, "context_dim": CONTEXT_DIM, "num_heads": 2, "num_head_channels": -1,
+    "use_spatial_transformer": True, "use_linear_in_transformer": True, "adm_in_channels": None,
+    "use_temporal_attention": False, "use_temporal_resblock": False, "legacy": False,
+}
+
+
+class DigitsModelConfig(comfy.supported_models_base.BASE):
+    """Pixel-space RGB 'latents' (ComfyUI's ChromaRadiance format) and the default SD1 discrete schedule."""
+
+    unet_config = UNET_CONFIG
+    unet_extra_config = {}
+    latent_format = comfy.latent_formats.ChromaRadiance
+
+
+def build_digits_model(unet_config=UNET_CONFIG, device=None):
+    """A ComfyUI BaseModel around the digits U-Net (weights still to be loaded or initialised)."""
+    config = DigitsModelConfig(dict(unet_config))
+    config.set_inference_dtype(torch.float32, None)
+    return config.get_model({}, device=device)
+
+
+def digit_context(digits: torch.Tensor) -> torch.Tensor:
+    """Digit tokens [N] (0-9, or NULL_DIGIT) as the cross-attention context [N, 1, CONTEXT_DIM]."""
+    return torch.nn.functional.one_hot(digits, CONTEXT_DIM).float()[:, None, :]
+
+
+def model_files() -> list:
+    """The digits models shipped in lab_models/."""
+    return sorted(path.name for path in MODELS_DIR.glob("*.safetensors"))
+
+
+def load_digits_model(model_name):
+    """(MODEL, VAE): the digits model from lab_models/ and the pixel-space VAE ComfyUI ships."""
+    if model_name not in model_files():
+        raise ValueError(f"model_name: no digits model {model_name!r} in {MODELS_DIR}; have {model_files()}")
+    state_dict, metadata = comfy.utils.load_torch_file(str(MODELS_DIR / model_name), return_metadata=True)
+    load_device = comfy.model_management.get_torch_device()
+    model = build_digits_model(json.loads(metadata["unet_config"]), device=load_device)
+    model.diffusion_model.load_state_dict({k: v.float() for k, v in state_dict.items()})
+    model.eval()
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device,
+                                               offload_device=comfy.model_management.unet_offload_device())
+    vae = comfy.sd.VAE(sd={"pixel_space_vae": torch.tensor(1.0)})
+    return patcher, vae
+
+
+def digit_conditioning(digit):
+    """CONDITIONING for one digit ('0'-'9') or 'any'."""
+    if digit not in DIGIT_CHOICES:
+        raise ValueError(f"digit must be one of {', '.join(DIGIT_CHOICES)}, got {digit!r}")
+    token = NULL_DIGIT if digit == "any" else int(digit)
+    return ([[digit_context(torch.tensor([token])), {}]],)
+
+
+LOADER = NodeSpec(
+    node_id="SkipTuningDigitsLoader",
+    display_name="Load Digits Model (Skip Tuning lab)",
+    category="Skip Tuning/lab",
+    description="Loads the small digits diffusion model shipped with this pack (16x16 pixels, trained on "
+                "scikit-learn's digits) and its pixel-space VAE, to try Skip Tuning without any download. "
+                "Use a 16x16 EmptyChromaRadianceLatentImage.",
+    inputs=(Field("model_name", "COMBO", "A model file from the pack's lab_models folder.",
+                  default=(model_files() or [""])[0], options=tuple(model_files())),),
+    outputs=(Out("MODEL", "model", "The digits U-Net."), Out("VAE", "vae", "Pixel-space VAE (no compression).")),
+    run=load_digits_model,
+)
+
+PROMPT = NodeSpec(
+    node_id="SkipTuningDigitPrompt",
+    display_name="Digit Prompt (Skip Tuning lab)",
+    category="Skip Tuning/lab",
+    description="Conditioning for the digits model: which digit to draw. 'any' is the unconditional prompt; "
+                "use it as the negative for CFG.",
+    inputs=(Field("digit", "COMBO", "The digit to draw, or 'any'.", default="any", options=DIGIT_CHOICES),),
+    outputs=(Out("CONDITIONING", "conditioning", "Feed to a sampler's positive or negative input."),),
+    run=digit_conditioning,
+)

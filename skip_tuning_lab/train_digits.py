@@ -1,0 +1,104 @@
+"""Train the digits diffusion model shipped in lab_models/ (reproducible: fixed seeds, CPU).
+
+Epsilon prediction on Stable Diffusion's discrete schedule, through ComfyUI's own UNetModel and
+model_sampling, so sampling in ComfyUI sees exactly the inputs the model was trained on.
+
+    .venv/bin/python -m skip_tuning_lab.train_digits --minutes 45
+"""
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .comfy_host import boot_comfy, load_pack
+from .digits import load_digits_16
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def init_weights(module: torch.nn.Module) -> None:
+    """comfy.ops skips torch's initialisation; run it, and zero the output conv (a common diffusion init)."""
+    for child in module.modules():
+        for base in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm):
+            if isinstance(child, base):
+                base.reset_parameters(child)
+    torch.nn.init.zeros_(module.out[-1].weight)
+    torch.nn.init.zeros_(module.out[-1].bias)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=45.0, help="training time budget")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--ema", type=float, default=0.999)
+    parser.add_argument("--drop-digit", type=float, default=0.15, help="share trained as 'any digit' (for CFG)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=REPO / "lab_models" / "digits16.safetensors")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    boot_comfy()
+    from safetensors.torch import save_file
+
+    lab = load_pack().nodes.lab
+    model = lab.build_digits_model(device=torch.device("cpu"))
+    unet = model.diffusion_model
+    init_weights(unet)
+    unet.train()
+    ema = copy.deepcopy(unet).eval().requires_grad_(False)
+    sigmas = model.model_sampling.sigmas.float()
+    images, labels = load_digits_16("train")
+    images = images.expand(-1, 3, -1, -1).contiguous()
+    print(f"U-Net parameters: {sum(p.numel() for p in unet.parameters()):,}; train images: {len(images)}")
+
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(args.seed)
+    deadline = time.monotonic() + args.minutes * 60
+    step, loss_avg = 0, None
+    bar = tqdm(total=int(args.minutes * 60), unit="s", desc="training")
+    started = time.monotonic()
+    while time.monotonic() < deadline:
+        index = torch.randint(len(images), (args.batch,), generator=generator)
+        x0 = images[index]
+        digits = labels[index].clone()
+        digits[torch.rand(args.batch, generator=generator) < args.drop_digit] = lab.NULL_DIGIT
+        timesteps = torch.randint(len(sigmas), (args.batch,), generator=generator)
+        sigma = sigmas[timesteps][:, None, None, None]
+        noise = torch.randn(x0.shape, generator=generator)
+        x_in = (x0 + sigma * noise) / torch.sqrt(sigma**2 + 1.0)  # ModelSamplingDiscrete.calculate_input
+        fraction = (time.monotonic() - started) / (args.minutes * 60)
+        for group in optimizer.param_groups:  # warm-up, then cosine decay over the time budget
+            group["lr"] = args.lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + torch.cos(torch.tensor(fraction * 3.14159)).item())
+        loss = torch.nn.functional.mse_loss(unet(x_in, timesteps.float(), lab.digit_context(digits)), noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            decay = min(args.ema, (1 + step) / (10 + step))
+            for p_ema, p in zip(ema.parameters(), unet.parameters()):
+                p_ema.lerp_(p, 1 - decay)
+        loss_avg = loss.item() if loss_avg is None else 0.99 * loss_avg + 0.01 * loss.item()
+        step += 1
+        bar.n = int(time.monotonic() - started)
+        bar.set_postfix(step=step, loss=f"{loss_avg:.4f}")
+        bar.refresh()
+    bar.close()
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().half().contiguous() for k, v in ema.state_dict().items()}
+    metadata = {"unet_config": json.dumps(lab.UNET_CONFIG), "steps": str(step), "final_loss": f"{loss_avg:.5f}",
+                "batch": str(args.batch), "minutes": str(args.minutes), "seed": str(args.seed)}
+    save_file(state, str(args.out), metadata=metadata)
+    print(json.dumps({"steps": step, "final_loss": round(loss_avg, 5), "out": str(args.out)}))
+
+
+if __name__ == "__main__":
+    main()
