@@ -1,6 +1,6 @@
 """Lab nodes: load the small digits diffusion model this project trains, and condition it on a digit.
 
-The model is ComfyUI's own UNetModel (SDXL's layout at toy size) in pixel space, epsilon prediction
+The model is ComfyUI's own UNetModel (6 output blocks, SDXL-style attention only below the top level) in pixel space, epsilon prediction
 on Stable Diffusion's discrete schedule, so every ComfyUI sampler, scheduler and U-Net patch applies.
 """
 import json
@@ -24,8 +24,8 @@ DIGIT_CHOICES = ("any",) + tuple(str(d) for d in range(10))
 
 UNET_CONFIG = {
     "image_size": 16, "in_channels": 3, "out_channels": 3, "model_channels": 32,
-    "num_res_blocks": [2, 2, 2], "channel_mult": [1, 2, 2],
-    "transformer_depth": [0, 0, 1, 1, 1, 1], "transformer_depth_output": [1, 1, 1, 1, 1, 1, 0, 0, 0],
+    "num_res_blocks": [1, 1, 1], "channel_mult": [1, 2, 2],
+    "transformer_depth": [0, 1, 1], "transformer_depth_output": [1, 1, 1, 1, 0, 0],
     "transformer_depth_middle": 1, "context_dim": CONTEXT_DIM, "num_heads": 2, "num_head_channels": -1,
     "use_spatial_transformer": True, "use_linear_in_transformer": True, "adm_in_channels": None,
     "use_temporal_attention": False, "use_temporal_resblock": False, "legacy": False,

@@ -1,6 +1,6 @@
 """A small digit classifier whose penultimate features give the lab's Fréchet distance (like FID's Inception).
 
-    .venv/bin/python -m skip_tuning_lab.classifier   # trains it and writes lab_models/digits_classifier.safetensors
+    .venv/bin/python -m skip_tuning_lab.classifier   # trains it and writes skip_tuning_lab/digits_classifier.safetensors
 """
 import argparse
 import json
@@ -13,7 +13,7 @@ from torch import nn
 from .digits import load_digits_16
 
 REPO = Path(__file__).resolve().parents[1]
-WEIGHTS = REPO / "lab_models" / "digits_classifier.safetensors"
+WEIGHTS = Path(__file__).resolve().parent / "digits_classifier.safetensors"
 FEATURES = 64
 
 
