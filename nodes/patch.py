@@ -1,5 +1,5 @@
 """Install Skip Tuning on a clone of a ComfyUI MODEL as an output-block patch."""
-from ..skip_tuning_core import SigmaGate, SkipPlan, SkipTuningError
+from ..skip_tuning_core import SkipPlan, SkipTuningError, make_output_block_patch
 
 SUPPORTED = "SD1.x, SD2.x, SDXL and other checkpoints built on ComfyUI's UNetModel"
 
@@ -23,22 +23,6 @@ def skip_tuned(model, ranges):
     sampling = model.get_model_object("model_sampling")
     plan = SkipPlan(ranges, output_block_count(model), sampling.percent_to_sigma)
     patched = model.clone()
-    if plan.is_identity:
-        return patched
-    gate = SigmaGate(plan)
-
-    def output_block_patch(h, hsp, transformer_options):
-        sigmas = transformer_options.get("sigmas")
-        if sigmas is None:
-            return h, hsp
-        rhos = gate.rhos_for(sigmas)
-        if rhos is None:
-            return h, hsp
-        rho = rhos[transformer_options["block"][1]]
-        if rho == 1.0:
-            return h, hsp
-        # A new tensor: the host (ControlNet, other patches) may still hold the skip it gave us.
-        return h, hsp * rho
-
-    patched.set_model_output_block_patch(output_block_patch)
+    if not plan.is_identity:
+        patched.set_model_output_block_patch(make_output_block_patch(plan))
     return patched
