@@ -1,0 +1,29 @@
+"""AUTOMATIC1111: hooks on the loaded U-Net that exist only while this generation's `p.sample` runs."""
+from skip_tuning_core import SkipTuningError
+
+from .params import SkipParams, report_unsupported
+from .unet_hooks import attach, skip_widths
+
+
+def install_for_sampling(p, params: SkipParams, in_hires_pass: bool) -> bool:
+    """Wrap this `p`'s own `sample` (txt2img runs its hires pass inside it) with attach ... remove.
+
+    The hooks go on at each call and come off when it returns, raises or is interrupted, so no hook
+    outlives the generation and nothing is stored outside `p`.
+    """
+    unet = p.sd_model.model.diffusion_model
+    try:
+        skip_widths(unet)
+    except SkipTuningError:
+        report_unsupported(p, unet)
+        return False
+    sample = p.sample
+    condition = None if in_hires_pass else (lambda: not getattr(p, "is_hr_pass", False))
+
+    def sample_with_skip_tuning(*args, **kwargs):
+        with attach(unet, params.rho_top, params.rho_bottom, params.start_percent, params.end_percent,
+                    params.block_rhos, condition=condition):
+            return sample(*args, **kwargs)
+
+    p.sample = sample_with_skip_tuning
+    return True

@@ -1,0 +1,107 @@
+"""The WebUI script's settings: from UI/API arguments, X/Y/Z overrides and PNG infotext. No WebUI import."""
+import logging
+from dataclasses import dataclass, fields, replace
+
+from skip_tuning_core import SkipTuningError, check_percent, check_rho, parse_numbers
+
+INFOTEXT_KEY = "Skip Tuning"
+XYZ_OVERRIDES = "skip_tuning_xyz"  # attribute of each X/Y/Z cell's own `p`
+log = logging.getLogger("skip_tuning")
+
+
+@dataclass(frozen=True)
+class SkipParams:
+    """What the accordion holds; the same meaning as the ComfyUI node's inputs."""
+
+    enabled: bool = False
+    rho_top: float = 1.0
+    rho_bottom: float = 0.8
+    start_percent: float = 0.0
+    end_percent: float = 1.0
+    block_rhos: str = ""
+
+    def validated(self) -> "SkipParams":
+        """This, or a SkipTuningError naming the field and its allowed range."""
+        if not isinstance(self.enabled, bool):
+            raise SkipTuningError(f"enabled must be true or false, got {self.enabled!r}")
+        check_rho(self.rho_top, "rho_top")
+        check_rho(self.rho_bottom, "rho_bottom")
+        start = check_percent(self.start_percent, "start_percent")
+        end = check_percent(self.end_percent, "end_percent")
+        if start > end:
+            raise SkipTuningError(f"start_percent ({start:g}) must not be after end_percent ({end:g})")
+        if not isinstance(self.block_rhos, str):
+            raise SkipTuningError(f"block_rhos must be text such as '0.8, 0.85, ...' or empty, got {self.block_rhos!r}")
+        if self.block_rhos.strip():
+            for i, value in enumerate(parse_numbers(self.block_rhos, "block_rhos")):
+                check_rho(value, f"block_rhos[{i}]")
+        return self
+
+    def infotext(self) -> str:
+        """The compact PNG-infotext value, e.g. 'rho_top=1; rho_bottom=0.8; start=0; end=1'."""
+        text = (f"rho_top={self.rho_top:g}; rho_bottom={self.rho_bottom:g}; "
+                f"start={self.start_percent:g}; end={self.end_percent:g}")
+        if self.block_rhos.strip():
+            text += "; blocks=" + " ".join(f"{v:g}" for v in parse_numbers(self.block_rhos, "block_rhos"))
+        return text
+
+
+ARG_NAMES = tuple(field.name for field in fields(SkipParams))
+INFOTEXT_NAMES = {"rho_top": "rho_top", "rho_bottom": "rho_bottom", "start": "start_percent",
+                  "end": "end_percent", "blocks": "block_rhos"}
+
+
+def params_from_args(args, defaults: SkipParams = SkipParams()) -> SkipParams:
+    """The script's arguments: positional in ARG_NAMES order, or one dict (API); missing ones keep `defaults`.
+
+    A dict turns Skip Tuning on unless it says `"enabled": false`.
+    """
+    if len(args) >= 1 and isinstance(args[0], dict):
+        unknown = set(args[0]) - set(ARG_NAMES)
+        if unknown:
+            raise SkipTuningError(f"unknown Skip Tuning argument(s) {sorted(unknown)}; allowed: {', '.join(ARG_NAMES)}")
+        values = {"enabled": True, **args[0]}
+    else:
+        if len(args) > len(ARG_NAMES):
+            raise SkipTuningError(f"Skip Tuning takes at most {len(ARG_NAMES)} arguments ({', '.join(ARG_NAMES)}), "
+                                  f"got {len(args)}")
+        values = dict(zip(ARG_NAMES, args))
+    if type(values.get("enabled")) is int and values["enabled"] in (0, 1):  # JSON clients send 0/1
+        values["enabled"] = bool(values["enabled"])
+    return replace(defaults, **values).validated()
+
+
+def with_xyz_overrides(params: SkipParams, p) -> SkipParams:
+    """An X/Y/Z cell's own values win, and an axis of Skip Tuning values turns it on for that cell."""
+    overrides = getattr(p, XYZ_OVERRIDES, None)
+    if not overrides:
+        return params
+    return replace(params, enabled=True, **overrides).validated()
+
+
+def params_from_infotext(text):
+    """Settings pasted from a PNG's parameters, or None (with a warning) when the value is malformed."""
+    values = {}
+    try:
+        for part in str(text).split(";"):
+            key, sep, value = part.partition("=")
+            key = key.strip()
+            if not sep or key not in INFOTEXT_NAMES or INFOTEXT_NAMES[key] in values:
+                raise SkipTuningError(f"unexpected part {part.strip()!r}")
+            name = INFOTEXT_NAMES[key]
+            values[name] = ", ".join(value.split()) if name == "block_rhos" else float(value)
+        if not {"rho_top", "rho_bottom"} <= set(values):
+            raise SkipTuningError("rho_top and rho_bottom are required")
+        return replace(SkipParams(), enabled=True, **values).validated()
+    except (SkipTuningError, ValueError) as error:
+        log.warning("Skip Tuning: ignoring the pasted value %r: %s", text, error)
+        return None
+
+
+def report_unsupported(p, model) -> None:
+    """Say, in the console and under the image, that this model has no skips to tune; generation goes on."""
+    message = (f"Skip Tuning: {type(model).__name__} has no U-Net skip connections (Flux, SD3 and other "
+               f"DiTs are not supported); this image was generated without it.")
+    log.warning(message)
+    if callable(getattr(p, "comment", None)):
+        p.comment(message)

@@ -1,0 +1,100 @@
+"""The WebUI Script: the "Skip Tuning" accordion in txt2img and img2img, its settings, tab and X/Y/Z axes.
+
+Follows A1111's `modules/scripts.py` Script API (AlwaysVisible, `process`, and
+`process_before_every_sampling` in A1111 >= 1.10 and Forge) and Forge's built-in FreeU for patching.
+"""
+import gradio as gr
+
+from modules import script_callbacks, scripts, shared
+
+from skip_tuning_core import RHO_MAX
+
+from .a1111 import install_for_sampling
+from .forge import is_forge, patch_forge_unet
+from .params import (ARG_NAMES, INFOTEXT_KEY, SkipParams, params_from_args, params_from_infotext,
+                     with_xyz_overrides)
+from .settings_ui import HIRES_OPTION, default_params, on_ui_settings, on_ui_tabs
+from .xyz import register_xyz_axes
+
+try:
+    from modules.ui_components import InputAccordion  # A1111 >= 1.7 and Forge
+except ImportError:
+    InputAccordion = None
+
+HELP = {
+    "rho_top": "Scale of the skip nearest the input (the last output block). Usually 1.0.",
+    "rho_bottom": "Scale of the deepest skip; the rest are interpolated. Below 1 weakens the skips, above 1 "
+                  "strengthens them. The effect depends on the sampler: compare on your own seeds (X/Y/Z plot).",
+    "start_percent": "Where in the denoising run scaling starts (0 = pure noise).",
+    "end_percent": "Where it ends (1 = the last step).",
+    "block_rhos": "Optional: one rho per output block, deepest first (SD1.x/SD2.x: 12, SDXL: 9). Empty = the ramp.",
+}
+
+
+class SkipTuningScript(scripts.Script):
+    """Scales the U-Net's skip connections while sampling (Ma et al., ICML 2024)."""
+
+    def title(self):
+        return "Skip Tuning"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        defaults = default_params()
+        if InputAccordion is not None:
+            enabled = InputAccordion(False, label=self.title(), elem_id=self.elem_id("enabled"))
+            container = enabled
+        else:
+            container = gr.Accordion(self.title(), open=False)
+        with container:
+            if InputAccordion is None:
+                enabled = gr.Checkbox(False, label="Enable", elem_id=self.elem_id("enabled"))
+            with gr.Row():
+                rho_top = gr.Slider(0.0, RHO_MAX, value=defaults.rho_top, step=0.01, label="rho_top",
+                                    info=HELP["rho_top"], elem_id=self.elem_id("rho_top"))
+                rho_bottom = gr.Slider(0.0, RHO_MAX, value=defaults.rho_bottom, step=0.01, label="rho_bottom",
+                                       info=HELP["rho_bottom"], elem_id=self.elem_id("rho_bottom"))
+            with gr.Row():
+                start = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Start (percent of the run)",
+                                  info=HELP["start_percent"], elem_id=self.elem_id("start_percent"))
+                end = gr.Slider(0.0, 1.0, value=1.0, step=0.01, label="End (percent of the run)",
+                                info=HELP["end_percent"], elem_id=self.elem_id("end_percent"))
+            block_rhos = gr.Textbox("", label="Per-block rho (optional)", info=HELP["block_rhos"],
+                                    elem_id=self.elem_id("block_rhos"))
+        controls = [enabled, rho_top, rho_bottom, start, end, block_rhos]
+        self.infotext_fields = [(control, pasted(name)) for control, name in zip(controls, ARG_NAMES)]
+        self.paste_field_names = [INFOTEXT_KEY]
+        return controls
+
+    def process(self, p, *args):
+        params = with_xyz_overrides(params_from_args(args, default_params(enabled=False)), p)
+        if not params.enabled:
+            return
+        p.extra_generation_params[INFOTEXT_KEY] = params.infotext()
+        if not is_forge(p):
+            install_for_sampling(p, params, in_hires_pass=getattr(shared.opts, HIRES_OPTION, True))
+
+    def process_before_every_sampling(self, p, *args, **kwargs):
+        """Forge (and A1111 >= 1.10) call this before each sampling pass; only Forge patches here."""
+        if not is_forge(p):
+            return
+        params = with_xyz_overrides(params_from_args(args, default_params(enabled=False)), p)
+        in_hires = getattr(shared.opts, HIRES_OPTION, True)
+        if params.enabled and (in_hires or not getattr(p, "is_hr_pass", False)):
+            patch_forge_unet(p, params)
+
+
+def pasted(name):
+    """An infotext reader for one control: None (leave it) unless the PNG has a valid Skip Tuning value."""
+    def read(infotext: dict):
+        if INFOTEXT_KEY not in infotext:
+            return False if name == "enabled" else None
+        params = params_from_infotext(infotext[INFOTEXT_KEY])
+        return None if params is None else getattr(params, name)
+    return read
+
+
+script_callbacks.on_ui_settings(on_ui_settings)
+script_callbacks.on_ui_tabs(on_ui_tabs)
+script_callbacks.on_before_ui(register_xyz_axes)

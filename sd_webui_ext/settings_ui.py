@@ -1,0 +1,87 @@
+"""The extension's own places in the WebUI: a Settings section and a "Skip Tuning" tab."""
+import json
+from pathlib import Path
+
+import gradio as gr
+
+from modules import shared
+
+from skip_tuning_core import RHO_MAX, SkipTuningError
+
+from .params import SkipParams
+from .picture import draw_settings
+
+SECTION = ("skip_tuning", "Skip Tuning")
+HIRES_OPTION = "skip_tuning_in_hires_pass"
+DEFAULT_TOP = "skip_tuning_default_rho_top"
+DEFAULT_BOTTOM = "skip_tuning_default_rho_bottom"
+PRESETS = Path(__file__).resolve().parent / "presets.json"
+
+ABOUT = """Skip Tuning (Ma et al., ICML 2024) multiplies the U-Net's skip connections while sampling: the deepest
+by **rho_bottom**, the one nearest the input by **rho_top**, the rest evenly in between. It can be limited to
+part of the denoising run (start/end). The paper uses rho_top 1 and rho_bottom 0.5-0.9 for few-step ODE
+samplers; stochastic samplers may want values near or above 1. **The effect depends on the sampler**:
+compare on your own seeds with an X/Y/Z plot ("[Skip Tuning] rho_bottom" axis)."""
+
+
+def default_params(enabled=False) -> SkipParams:
+    """The accordion's starting values, from Settings."""
+    return SkipParams(enabled=enabled, rho_top=float(getattr(shared.opts, DEFAULT_TOP, 1.0)),
+                      rho_bottom=float(getattr(shared.opts, DEFAULT_BOTTOM, 0.8)))
+
+
+def on_ui_settings():
+    slider = {"minimum": 0.0, "maximum": RHO_MAX, "step": 0.01}
+    shared.opts.add_option(DEFAULT_TOP, shared.OptionInfo(1.0, "Default rho_top", gr.Slider, slider, section=SECTION))
+    shared.opts.add_option(DEFAULT_BOTTOM, shared.OptionInfo(0.8, "Default rho_bottom", gr.Slider, slider,
+                                                             section=SECTION))
+    shared.opts.add_option(HIRES_OPTION, shared.OptionInfo(
+        True, "Apply in the hires pass too (off: only the first pass is tuned)", gr.Checkbox, {}, section=SECTION))
+
+
+def load_presets() -> list:
+    """Presets measured by the lab's quality benchmark (skip_tuning_lab/quality_sweep.py), if it has run."""
+    return json.loads(PRESETS.read_text()) if PRESETS.exists() else []
+
+
+def presets_markdown(presets) -> str:
+    if not presets:
+        return "No measured presets yet."
+    lines = ["| preset | rho_top | rho_bottom | measured |", "| --- | --- | --- | --- |"]
+    lines += [f"| {p['name']} | {p['rho_top']:g} | {p['rho_bottom']:g} | {p['measured']} |" for p in presets]
+    return "\n".join(lines)
+
+
+def preview(num_blocks, rho_top, rho_bottom, start, end, block_rhos):
+    """The tab's picture; on bad input the previous picture stays and the message says why."""
+    try:
+        return draw_settings(int(num_blocks), rho_top, rho_bottom, start, end, block_rhos), ""
+    except SkipTuningError as error:
+        return gr.update(), f"**{error}**"
+
+
+def build_tab():
+    defaults = default_params()
+    with gr.Blocks(analytics_enabled=False) as tab:
+        gr.Markdown(ABOUT)
+        with gr.Row():
+            with gr.Column():
+                num_blocks = gr.Radio([12, 9], value=12, label="Output blocks (SD1.x/SD2.x: 12, SDXL: 9)")
+                rho_top = gr.Slider(0.0, RHO_MAX, value=defaults.rho_top, step=0.01, label="rho_top")
+                rho_bottom = gr.Slider(0.0, RHO_MAX, value=defaults.rho_bottom, step=0.01, label="rho_bottom")
+                start = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Start (percent of the run)")
+                end = gr.Slider(0.0, 1.0, value=1.0, step=0.01, label="End (percent of the run)")
+                block_rhos = gr.Textbox("", label="Per-block rho (optional, deepest first)")
+            with gr.Column():
+                picture = gr.Image(value=draw_settings(12, defaults.rho_top, defaults.rho_bottom),
+                                   type="pil", label="rho per output block, and where in the run it applies")
+                message = gr.Markdown("")
+        gr.Markdown("### Presets\n" + presets_markdown(load_presets()))
+        inputs = [num_blocks, rho_top, rho_bottom, start, end, block_rhos]
+        for control in inputs:
+            control.change(preview, inputs=inputs, outputs=[picture, message])
+    return tab
+
+
+def on_ui_tabs():
+    return [(build_tab(), "Skip Tuning", "skip_tuning")]

@@ -1,0 +1,359 @@
+"""The WebUI Script through A1111's and Forge's call order, with real gradio and real U-Nets.
+
+Only A1111's `modules` package is a stand-in (tests/webui_standin, each file citing the source it
+mirrors); the U-Nets (ldm; ComfyUI's ModelPatcher for Forge's UnetPatcher contract), torch hooks and
+gradio 3.41.2 are real.
+"""
+import copy
+import importlib.util
+import logging
+import sys
+import types
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent / "webui_standin"))
+
+import comfy.sample  # noqa: E402
+from modules import processing, script_callbacks, scripts, shared  # noqa: E402
+
+from skip_tuning_core import SkipTuningError  # noqa: E402
+from sd_webui_ext.params import ARG_NAMES, INFOTEXT_KEY, SkipParams, params_from_args  # noqa: E402
+
+from test_comfy_errors import DiTModel  # noqa: E402
+from test_webui_attach import ldm_unet  # noqa: E402
+from tiny_models import conditioning, tiny_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script_module():
+    """Import scripts/skip_tuning.py as the WebUI does: by path, with the extension root on sys.path."""
+    spec = importlib.util.spec_from_file_location("skip_tuning.py", REPO / "scripts" / "skip_tuning.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SCRIPT_MODULE = load_script_module()
+SkipTuningScript = SCRIPT_MODULE.SkipTuningScript
+script_callbacks.ui_settings_callback()  # the WebUI adds every extension's settings at start-up
+
+
+def alphas_cumprod():
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+class LdmModel:
+    """A1111's model object as the script sees it: `p.sd_model.model.diffusion_model` is the ldm U-Net."""
+
+    latent_shape = (1, 4, 16, 16)
+
+    def __init__(self, unet=None):
+        self.model = types.SimpleNamespace(diffusion_model=unet if unet is not None else ldm_unet("sd1"))
+        self.context = torch.randn(1, 4, 32, generator=torch.Generator().manual_seed(5))
+        self.sigmas = ((1 - alphas_cumprod()) / alphas_cumprod()).sqrt().float()
+        self.calls = []
+
+    def run_sampler(self, p, x, cond, timesteps):
+        """Euler on the discrete schedule, recording every U-Net call (input, timestep, output, pass)."""
+        x = x * self.sigmas[timesteps[0]]
+        for i, t in enumerate(timesteps):
+            sigma = self.sigmas[t]
+            x_in = x / (sigma ** 2 + 1) ** 0.5
+            t_in = torch.tensor([float(t)])
+            with torch.no_grad():
+                eps = self.model.diffusion_model(x_in, t_in, self.context)
+            self.calls.append((x_in.clone(), t_in, eps.clone(), p.is_hr_pass))
+            sigma_next = self.sigmas[timesteps[i + 1]] if i + 1 < len(timesteps) else 0.0
+            x = x + eps * (sigma_next - sigma)
+        return x
+
+
+class ForgeModel:
+    """Forge's model object: `forge_objects.unet` is a patcher (ComfyUI's ModelPatcher has its contract)."""
+
+    latent_shape = (1, 4, 16, 16)
+
+    def __init__(self):
+        unet = tiny_model("sd1")
+        unet.model.predictor = unet.model.model_sampling  # Forge's name for it
+        self.forge_objects_original = processing.ForgeObjects(unet)
+        self.forge_objects = self.forge_objects_original.shallow_copy()
+
+    def run_sampler(self, p, x, cond, timesteps):
+        model = self.forge_objects.unet
+        return comfy.sample.sample(model, x, len(timesteps), 1.0, "euler", "normal", conditioning("sd1", 1),
+                                   conditioning("sd1", 2), torch.zeros_like(x), denoise=len(timesteps) / 5)
+
+
+def make_runner(is_img2img=False):
+    runner = scripts.ScriptRunner([SkipTuningScript], is_img2img)
+    controls = runner.setup_ui()
+    return runner, controls
+
+
+def generate(model, args, enable_hr=False, hires_option=True, seed=0):
+    runner, _ = make_runner()
+    shared.opts.data["skip_tuning_in_hires_pass"] = hires_option
+    p = processing.StableDiffusionProcessingTxt2Img(model, runner, args, enable_hr=enable_hr, seed=seed)
+    return p, processing.process_images(p)
+
+
+def hooks_left(unet):
+    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in unet.modules())
+
+
+ON = [True, 1.0, 0.6, 0.0, 1.0, ""]
+OFF = [False, 1.0, 0.6, 0.0, 1.0, ""]
+
+
+def test_ui_has_one_component_per_argument():
+    runner, controls = make_runner()
+    script = runner.alwayson_scripts[0]
+    assert len(controls) == script.args_to - script.args_from == len(ARG_NAMES)
+    assert isinstance(controls[0], gr.Checkbox) and controls[0].value is False
+    assert [c.value for c in controls[1:]] == [1.0, 0.8, 0.0, 1.0, ""]
+    assert len(script.infotext_fields) == len(ARG_NAMES)
+
+
+def test_a1111_generation_is_tuned_and_leaves_no_hook():
+    model = LdmModel()
+    unet = model.model.diffusion_model
+    _, plain = generate(model, OFF)
+    p, tuned = generate(model, ON)
+    assert not torch.equal(tuned.images[0], plain.images[0])
+    assert hooks_left(unet) == 0
+    assert p.extra_generation_params[INFOTEXT_KEY] == "rho_top=1; rho_bottom=0.6; start=0; end=1"
+    _, again = generate(model, OFF)
+    assert torch.equal(again.images[0], plain.images[0]), "a stale hook changed a later image"
+
+
+def test_a1111_rho_one_is_bit_identical():
+    model = LdmModel()
+    _, plain = generate(model, OFF)
+    _, identity = generate(model, [True, 1.0, 1.0, 0.0, 1.0, ""])
+    assert torch.equal(identity.images[0], plain.images[0])
+
+
+def test_a1111_error_during_sampling_leaves_no_hook():
+    model = LdmModel()
+    unet = model.model.diffusion_model
+    _, plain = generate(model, OFF)
+    original = model.run_sampler
+
+    def failing(p, x, cond, timesteps):
+        original(p, x, cond, timesteps[:2])
+        raise RuntimeError("interrupted")
+
+    model.run_sampler = failing
+    with pytest.raises(RuntimeError, match="interrupted"):
+        generate(model, ON)
+    assert hooks_left(unet) == 0
+    model.run_sampler = original
+    _, after = generate(model, OFF)
+    assert torch.equal(after.images[0], plain.images[0])
+
+
+@pytest.mark.parametrize("in_hires", [True, False])
+def test_a1111_hires_pass_follows_the_setting(in_hires):
+    """Each recorded U-Net call is re-run unhooked: scaled calls differ, unscaled ones match bit for bit."""
+    model = LdmModel()
+    generate(model, ON, enable_hr=True, hires_option=in_hires)
+    unet = model.model.diffusion_model
+    scaled = {False: [], True: []}
+    for x_in, t_in, eps, hr in model.calls:
+        with torch.no_grad():
+            scaled[hr].append(not torch.equal(unet(x_in, t_in, model.context), eps))
+    assert scaled[False] and all(scaled[False])
+    assert scaled[True] and all(scaled[True]) == in_hires and any(scaled[True]) == in_hires
+
+
+def test_a1111_model_without_unet_skips_continues_with_a_message():
+    model = LdmModel(unet=DiTModel())
+    runner, _ = make_runner()
+    p = processing.StableDiffusionProcessingTxt2Img(model, runner, ON)
+    sample = p.sample
+    runner.process(p)
+    assert p.sample == sample
+    assert any("DiTModel has no U-Net skip connections" in c for c in p.comments)
+
+
+def test_forge_patches_a_clone_once_per_pass_and_leaves_the_original():
+    model = ForgeModel()
+    original = model.forge_objects_original.unet
+    _, plain = generate(model, OFF)
+    p, tuned = generate(model, ON)
+    assert not torch.equal(tuned.images[0], plain.images[0])
+    patches = p.sd_model.forge_objects.unet.model_options["transformer_options"]["patches"]["output_block_patch"]
+    assert len(patches) == 1
+    runner = p.scripts
+    runner.process_before_every_sampling(p)  # again, as Forge's hires pass does: still one patch
+    patches = p.sd_model.forge_objects.unet.model_options["transformer_options"]["patches"]["output_block_patch"]
+    assert len(patches) == 1
+    assert "patches" not in original.model_options["transformer_options"]
+    _, again = generate(model, OFF)
+    assert torch.equal(again.images[0], plain.images[0])
+
+
+@pytest.mark.parametrize("in_hires", [True, False])
+def test_forge_hires_pass_follows_the_setting(in_hires):
+    model = ForgeModel()
+    p, _ = generate(model, ON, enable_hr=True, hires_option=in_hires)
+    patches = p.sd_model.forge_objects.unet.model_options["transformer_options"].get("patches", {})
+    assert bool(patches.get("output_block_patch")) == in_hires
+
+
+def test_forge_unet_less_model_continues_with_a_message():
+    model = ForgeModel()
+    model.forge_objects.unet.model.diffusion_model = DiTModel()
+    runner, _ = make_runner()
+    p = processing.StableDiffusionProcessingTxt2Img(model, runner, ON)
+    unet = p.sd_model.forge_objects.unet
+    runner.process(p)
+    runner.process_before_every_sampling(p)
+    assert p.sd_model.forge_objects.unet is unet
+    assert any("has no U-Net skip connections" in c for c in p.comments)
+
+
+def test_infotext_round_trip_restores_every_control():
+    model = LdmModel()
+    args = [True, 0.95, 0.55, 0.1, 0.9, "0.5, 0.6, 0.7, 0.8, 0.9, 1, 1, 1, 1"]
+    p, _ = generate(model, args)
+    pasted = {INFOTEXT_KEY: p.extra_generation_params[INFOTEXT_KEY], "Steps": "20"}
+    runner, controls = make_runner()
+    fields = runner.alwayson_scripts[0].infotext_fields
+    values = [reader(pasted) for _, reader in fields]
+    assert values[:5] == args[:5]
+    assert params_from_args(values) == params_from_args(args)
+
+
+def test_malformed_infotext_is_ignored_with_a_warning(caplog):
+    runner, _ = make_runner()
+    fields = runner.alwayson_scripts[0].infotext_fields
+    with caplog.at_level(logging.WARNING, logger="skip_tuning"):
+        values = [reader({INFOTEXT_KEY: "rho_top=abc; rho_bottom=0.8"}) for _, reader in fields]
+    assert values == [None] * len(ARG_NAMES)
+    assert "ignoring the pasted value" in caplog.text
+    assert [reader({"Steps": "20"}) for _, reader in fields] == [False] + [None] * (len(ARG_NAMES) - 1)
+
+
+class AxisOption:
+    """Mirrors A1111 scripts/xyz_grid.py AxisOption(label, type, apply, format_value, confirm, cost, choices, prepare)."""
+
+    def __init__(self, label, type, apply, format_value=None, confirm=None, cost=0.0, choices=None, prepare=None):
+        self.label, self.type, self.apply = label, type, apply
+
+
+def test_xyz_axes_register_once_and_each_cell_carries_its_own_value():
+    xyz = types.SimpleNamespace(AxisOption=AxisOption, axis_options=[AxisOption("Nothing", str, None)])
+    entry = scripts.ScriptClassData(type("Script", (), {"__module__": "xyz_grid.py"}), "xyz_grid.py", "", xyz)
+    scripts.scripts_data.append(entry)
+    try:
+        script_callbacks.before_ui_callback()
+        script_callbacks.before_ui_callback()
+    finally:
+        scripts.scripts_data.remove(entry)
+    labels = [o.label for o in xyz.axis_options]
+    assert labels.count("[Skip Tuning] rho_bottom") == 1 and len(labels) == 5
+    axis = next(o for o in xyz.axis_options if o.label == "[Skip Tuning] rho_bottom")
+    runner, _ = make_runner()
+    base = processing.StableDiffusionProcessingTxt2Img(LdmModel(), runner, OFF)
+    cells = []
+    for value in (0.9, 0.7):
+        cell = copy.copy(base)  # xyz_grid gives each cell a copy of p
+        cell.extra_generation_params = {}
+        axis.apply(cell, value, [0.9, 0.7])
+        runner.process(cell)
+        cells.append(cell.extra_generation_params[INFOTEXT_KEY])
+    assert cells == ["rho_top=1; rho_bottom=0.9; start=0; end=1", "rho_top=1; rho_bottom=0.7; start=0; end=1"]
+    assert not hasattr(base, "skip_tuning_xyz")
+
+
+def test_api_args_positional_and_dict():
+    assert params_from_args(ON) == SkipParams(True, 1.0, 0.6, 0.0, 1.0, "")
+    assert params_from_args([{"rho_bottom": 0.7}, 1.0, 0.8]) == SkipParams(True, 1.0, 0.7)
+    assert params_from_args([{"enabled": False}]) == SkipParams(False)
+    assert params_from_args([True, 1, 0]) == SkipParams(True, 1.0, 0.0)
+
+
+BAD_ARGS = [
+    ([{"rho_bottm": 0.7}], "rho_bottm"),
+    ([{"rho_bottom": "0.7"}], "rho_bottom"),
+    ([True, 1.0, float("nan")], "rho_bottom"),
+    ([True, -1.0, 0.8], "rho_top"),
+    ([True, 1.0, 4.0], "rho_bottom"),
+    (["yes", 1.0, 0.8], "enabled"),
+    ([True, 1.0, 0.8, 0.9, 0.1], "start_percent"),
+    ([True, 1.0, 0.8, -0.1, 1.0], "start_percent"),
+    ([True, 1.0, 0.8, 0.0, 2.0], "end_percent"),
+    ([True, 1.0, 0.8, 0.0, 1.0, 5], "block_rhos"),
+    ([True, 1.0, 0.8, 0.0, 1.0, "0.8, x"], "block_rhos"),
+    ([True, 1.0, 0.8, 0.0, 1.0, "0.8, 9"], "block_rhos[1]"),
+    ([True, 1.0, 0.8, 0.0, 1.0, "", "extra"], "at most 6"),
+    ([{"enabled": True, "rho_top": None}], "rho_top"),
+]
+
+
+@pytest.mark.parametrize("args,field", BAD_ARGS, ids=[str(i) for i in range(len(BAD_ARGS))])
+def test_bad_api_args_name_the_field(args, field):
+    with pytest.raises(SkipTuningError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        params_from_args(args)
+
+
+def test_wrong_block_count_fails_before_sampling_with_the_field_name():
+    model = LdmModel()
+    with pytest.raises(SkipTuningError, match="block_rhos has 2 values but this U-Net has 9 output blocks"):
+        generate(model, [True, 1.0, 0.8, 0.0, 1.0, "0.8, 0.9"])
+    assert hooks_left(model.model.diffusion_model) == 0
+
+
+def test_tabs_do_not_share_settings():
+    """txt2img and img2img scripts and two requests: each p keeps its own values."""
+    txt_runner, _ = make_runner(False)
+    img_runner, _ = make_runner(True)
+    model = LdmModel()
+    p1 = processing.StableDiffusionProcessingTxt2Img(model, txt_runner, [True, 1.0, 0.5, 0.0, 1.0, ""])
+    p2 = processing.StableDiffusionProcessingTxt2Img(model, img_runner, [True, 0.9, 1.2, 0.0, 1.0, ""])
+    txt_runner.process(p1)
+    img_runner.process(p2)
+    assert "rho_bottom=0.5" in p1.extra_generation_params[INFOTEXT_KEY]
+    assert "rho_bottom=1.2" in p2.extra_generation_params[INFOTEXT_KEY]
+    mutable = [k for k, v in vars(SkipTuningScript).items() if isinstance(v, (list, dict, set))]
+    assert mutable == []
+
+
+def test_settings_section_and_defaults():
+    from sd_webui_ext.settings_ui import SECTION
+
+    labels = {k: v for k, v in shared.opts.data_labels.items() if k.startswith("skip_tuning")}
+    assert set(labels) == {"skip_tuning_default_rho_top", "skip_tuning_default_rho_bottom",
+                           "skip_tuning_in_hires_pass"}
+    assert all(info.section == SECTION for info in labels.values())
+    shared.opts.data["skip_tuning_default_rho_bottom"] = 0.7
+    try:
+        _, controls = make_runner()
+        assert controls[2].value == 0.7
+    finally:
+        shared.opts.data["skip_tuning_default_rho_bottom"] = 0.8
+
+
+def test_tab_builds_and_its_picture_follows_the_settings():
+    from sd_webui_ext.settings_ui import preview
+
+    ((tab, title, elem_id),) = script_callbacks.ui_tabs_callback()
+    assert isinstance(tab, gr.Blocks) and title == "Skip Tuning"
+    images = [gr.Image in type(block).__mro__ for block in tab.blocks.values()]
+    assert any(images)
+    first, _ = preview(12, 1.0, 0.8, 0.0, 1.0, "")
+    second, _ = preview(12, 1.0, 0.5, 0.0, 1.0, "")
+    third, _ = preview(12, 1.0, 0.5, 0.2, 0.6, "")
+    a, b, c = (np.asarray(im, dtype=np.int16) for im in (first, second, third))
+    assert np.abs(a - b).sum() > 0 and np.abs(b - c).sum() > 0
+    kept, message = preview(12, 1.0, 0.5, 0.8, 0.2, "")
+    assert "start_percent" in message
