@@ -1,6 +1,6 @@
 """Lab nodes: load the small digits diffusion model this project trains, and condition it on a digit.
 
-The model is ComfyUI's own UNetModel (6 output blocks, SDXL-style attention only below the top level) in pixel space, epsilon prediction
+The model is ComfyUI's own UNetModel (3 levels, 6 output blocks, cross-attention on the digit) in pixel space, epsilon prediction
 on Stable Diffusion's discrete schedule, so every ComfyUI sampler, scheduler and U-Net patch applies.
 """
 import json

@@ -12,12 +12,13 @@ import comfy.taesd.taesd
 CONTEXT_DIM = 32
 POOLED_DIM = 64
 
+# transformer_depth lists run shallow to deep; UNetModel pops transformer_depth_output from its end.
 # SD1-like: the SD1.5 layout (res blocks, cross-attention, downsample, upsample) at 2 levels; attention
 # only at the deepest level keeps 512-pixel example workflows quick on CPU.
 SD1_UNET = {
     "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 32,
     "num_res_blocks": [2, 2], "channel_mult": [1, 2], "transformer_depth": [0, 0, 1, 1],
-    "transformer_depth_output": [1, 1, 1, 0, 0, 0], "transformer_depth_middle": 1,
+    "transformer_depth_output": [0, 0, 0, 1, 1, 1], "transformer_depth_middle": 1,
     "context_dim": CONTEXT_DIM, "num_heads": 2, "num_head_channels": -1, "use_spatial_transformer": True,
     "use_linear_in_transformer": False, "adm_in_channels": None, "use_temporal_attention": False,
     "use_temporal_resblock": False, "legacy": False,
@@ -26,7 +27,7 @@ SD1_UNET = {
 SDXL_UNET = {
     "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 32,
     "num_res_blocks": [2, 2, 2], "channel_mult": [1, 2, 2], "transformer_depth": [0, 0, 0, 0, 1, 1],
-    "transformer_depth_output": [1, 1, 1, 0, 0, 0, 0, 0, 0], "transformer_depth_middle": 1,
+    "transformer_depth_output": [0, 0, 0, 0, 0, 0, 1, 1, 1], "transformer_depth_middle": 1,
     "context_dim": CONTEXT_DIM, "num_heads": 2, "num_head_channels": -1, "use_spatial_transformer": True,
     "use_linear_in_transformer": True, "adm_in_channels": POOLED_DIM + 6 * 256, "num_classes": "sequential", "use_temporal_attention": False,
     "use_temporal_resblock": False, "legacy": False,

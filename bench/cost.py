@@ -1,0 +1,362 @@
+"""What Skip Tuning costs on full-size U-Nets: time per U-Net call, time inside the patch, peak memory.
+
+SD1.5's and SDXL's exact U-Net configurations, built through ComfyUI's own classes with random weights
+(no download), and SD1.5's through the original ldm package for the WebUI's `attach`. Variants are timed
+interleaved in one run, so machine noise hits them alike; ratios are to the unpatched U-Net.
+
+    .venv/bin/python -m bench.cost                     # CPU; writes bench_output/cost.json
+    .venv/bin/python -m bench.cost --update-readme     # and regenerates README's performance section
+    .venv/bin/python -m bench.cost --device cuda       # on a GPU
+"""
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from skip_tuning_lab.comfy_host import boot_comfy, load_pack
+from skip_tuning_lab.readme import replace_section
+
+REPO = Path(__file__).resolve().parents[1]
+SD15_UNET = {
+    "use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 320,
+    "num_res_blocks": [2, 2, 2, 2], "channel_mult": [1, 2, 4, 4], "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], "transformer_depth_middle": 1,
+    "use_spatial_transformer": True, "legacy": False, "adm_in_channels": None, "use_linear_in_transformer": False,
+    "context_dim": 768, "num_heads": 8, "use_temporal_attention": False, "use_temporal_resblock": False,
+}
+SDXL_UNET = {
+    "use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 320,
+    "num_res_blocks": [2, 2, 2], "channel_mult": [1, 2, 4], "transformer_depth": [0, 0, 2, 2, 10, 10],
+    "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10], "transformer_depth_middle": 10,
+    "use_spatial_transformer": True, "legacy": False, "num_classes": "sequential", "adm_in_channels": 2816,
+    "use_linear_in_transformer": True, "context_dim": 2048, "num_head_channels": 64,
+    "use_temporal_attention": False, "use_temporal_resblock": False,
+}
+# v1-inference.yaml's unet_config, for ldm's UNetModel (what A1111 runs for SD1.x).
+SD15_LDM = {
+    "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 320, "attention_resolutions": [4, 2, 1],
+    "num_res_blocks": 2, "channel_mult": [1, 2, 4, 4], "num_heads": 8, "use_spatial_transformer": True,
+    "transformer_depth": 1, "context_dim": 768, "use_checkpoint": False, "legacy": False,
+}
+
+
+def fill_random(module, seed=0):
+    """Small random weights: the allocator's leftovers (comfy.ops skips init) can hold NaNs and denormals."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in module.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+
+
+def comfy_model(config, device):
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    base = comfy.supported_models.SDXL if config is SDXL_UNET else comfy.supported_models.SD15
+    model_config = type("FullSize", (base,), {"unet_config": config, "unet_extra_config": {}})(dict(config))
+    model_config.set_inference_dtype(torch.float32, None)
+    model = model_config.get_model({}, device=torch.device("cpu"))
+    fill_random(model.diffusion_model)
+    model.to(device).eval()
+    return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
+
+
+class PatchTimer:
+    """Adds up the time spent inside wrapped output-block patches."""
+
+    def __init__(self, device):
+        self.total, self.device = 0.0, device
+
+    def wrap(self, patch):
+        def timed(h, hsp, transformer_options):
+            synchronize(self.device)
+            start = time.perf_counter()
+            out = patch(h, hsp, transformer_options)
+            synchronize(self.device)
+            self.total += time.perf_counter() - start
+            return out
+        return timed
+
+    def options(self, model):
+        """A copy of `model`'s transformer_options with every output-block patch wrapped."""
+        options = dict(model.model_options["transformer_options"])
+        patches = dict(options.get("patches", {}))
+        patches["output_block_patch"] = [self.wrap(p) for p in patches.get("output_block_patch", [])]
+        options["patches"] = patches
+        return options
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def comfy_call(model, inputs, sigma):
+    """One U-Net call as ComfyUI's sampler makes it (a new sigmas tensor per call)."""
+    options = model.model_options["transformer_options"].copy()
+    options["sigmas"] = torch.full((inputs["x"].shape[0],), sigma, device=inputs["x"].device)
+    return model.model.diffusion_model(inputs["x"], inputs["timesteps"], inputs["context"], y=inputs.get("y"),
+                                       transformer_options=options)
+
+
+def interleaved_times(calls: dict, repeats: int, device) -> dict:
+    """Seconds per call of each variant, measured round-robin (one warm-up round first)."""
+    times = {name: [] for name in calls}
+    for round_index in range(repeats + 1):
+        for name, call in calls.items():
+            synchronize(device)
+            start = time.perf_counter()
+            with torch.inference_mode():
+                call()
+            synchronize(device)
+            if round_index:
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def peak_bytes(call, device) -> int:
+    """Peak bytes of tensors alive during one call, above those alive before it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        with torch.inference_mode():
+            call()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        call()
+    running = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        running += event.self_cpu_memory_usage
+        peak = max(peak, running)
+    return peak
+
+
+def per_block_python_us(patch, hsp, sigma, blocks, rounds=2000) -> float:
+    """Microseconds of Python per block call of a patch that has nothing to do (outside range / rho 1)."""
+    options = {"sigmas": torch.tensor([sigma]), "block": ("output", 0)}
+    start = time.perf_counter()
+    for _ in range(rounds):
+        options["sigmas"] = torch.tensor([sigma])  # a new call, so the sigma read is included once
+        for j in range(blocks):
+            options["block"] = ("output", j)
+            patch(hsp, hsp, options)
+    return (time.perf_counter() - start) / (rounds * blocks) * 1e6
+
+
+def summarize(times: dict, base: str = "unpatched") -> dict:
+    """Median seconds, and the median and spread (IQR) of per-round ratios to the base variant."""
+    out = {}
+    for name, values in times.items():
+        ratios = [v / b for v, b in zip(values, times[base])]
+        q = statistics.quantiles(ratios, n=4) if len(ratios) >= 4 else [min(ratios), 0, max(ratios)]
+        out[name] = {"median_s": statistics.median(values), "ratio": statistics.median(ratios),
+                     "ratio_iqr": [q[0], q[2]]}
+    return out
+
+
+def bench_comfy(pack, name, config, latent, batch, repeats, device):
+    """ComfyUI: unpatched, Skip Tuning active / outside range / rho 1, FreeU_V2, and both chained."""
+    import comfy_extras.nodes_freelunch as freelunch
+
+    model = comfy_model(config, device)
+    sampling = model.get_model_object("model_sampling")
+    sigma = float(sampling.percent_to_sigma(0.5))
+    generator = torch.Generator().manual_seed(0)
+    inputs = {"x": torch.randn(batch, 4, latent, latent, generator=generator).to(device),
+              "timesteps": sampling.timestep(torch.full((batch,), sigma)).to(device),
+              "context": torch.randn(batch, 77, config["context_dim"], generator=generator).to(device)}
+    if config.get("adm_in_channels"):
+        inputs["y"] = torch.randn(batch, config["adm_in_channels"], generator=generator).to(device)
+    skip = pack.nodes.skip_tuning.apply
+
+    def freeu(m):
+        return freelunch.FreeU_V2().patch(m, 1.3, 1.4, 0.9, 0.2)[0]
+
+    variants = {
+        "unpatched": model,
+        "skip active": skip(model, 1.0, 0.8, 0.0, 1.0)[0],
+        "skip outside range": skip(model, 1.0, 0.8, 0.9, 1.0)[0],
+        "skip rho=1": skip(model, 1.0, 1.0, 0.0, 1.0)[0],
+        "FreeU_V2": freeu(model),
+        "FreeU_V2 + skip": skip(freeu(model), 1.0, 0.8, 0.0, 1.0)[0],
+    }
+    times = interleaved_times({k: (lambda m=m: comfy_call(m, inputs, sigma)) for k, m in variants.items()},
+                              repeats, device)
+    result = summarize(times)
+    for key in ("skip active", "skip outside range", "FreeU_V2"):
+        timer = PatchTimer(device)
+        patched = variants[key].clone()
+        patched.model_options["transformer_options"] = timer.options(variants[key])
+        step = statistics.median(interleaved_times({key: lambda: comfy_call(patched, inputs, sigma)},
+                                                   max(2, repeats // 2), device)[key])
+        result[key]["in_patch_share"] = timer.total / (step * (max(2, repeats // 2) + 1))
+    base_peak = peak_bytes(lambda: comfy_call(model, inputs, sigma), device)
+    unet = model.model.diffusion_model
+    skip_bytes = max(largest_skip_bytes(unet, inputs))
+    for key, variant in variants.items():
+        delta = peak_bytes(lambda v=variant: comfy_call(v, inputs, sigma), device) - base_peak
+        result[key].update(peak_delta_bytes=delta, peak_delta_skips=delta / skip_bytes)
+    outside = variants["skip outside range"].model_options["transformer_options"]["patches"]["output_block_patch"][0]
+    hsp = torch.zeros(1, 4, 8, 8, device=device)
+    result["skip outside range"]["python_us_per_block"] = per_block_python_us(outside, hsp, sigma,
+                                                                             len(unet.output_blocks))
+    del variants, model
+    return {"model": name, "host": "ComfyUI", "latent": latent, "batch": batch, "variants": result,
+            "largest_skip_bytes": skip_bytes}
+
+
+def largest_skip_bytes(unet, inputs):
+    """Bytes of each skip tensor the input blocks push (measured with forward hooks on one call)."""
+    sizes = []
+    handles = [block.register_forward_hook(lambda m, a, out: sizes.append(out.numel() * out.element_size()))
+               for block in unet.input_blocks]
+    try:
+        with torch.inference_mode():
+            unet(inputs["x"], inputs["timesteps"], inputs["context"], y=inputs.get("y"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sizes
+
+
+def hook_share(unet, call, device, rounds):
+    """Share of a U-Net call spent inside attach's hooks, timed on the very inputs they receive."""
+    from sd_webui_ext import attach
+    from sd_webui_ext.unet_hooks import skip_widths
+
+    blocks = [next(iter(block.children())) for block in unet.output_blocks]
+    seen = {}
+    probes = [layer.register_forward_pre_hook(lambda m, a, j=j: seen.setdefault(j, a[0].clone()))
+              for j, layer in enumerate(blocks)]
+    with torch.inference_mode():
+        call()
+    for probe in probes:
+        probe.remove()
+    step = statistics.median(interleaved_times({"step": call}, rounds, device)["step"])
+    handle = attach(unet, rho_top=1.0, rho_bottom=0.8)
+    hooks = [handle.block_hook(j, width) for j, width in enumerate(skip_widths(unet))]
+    timesteps = torch.full((seen[0].shape[0],), 500.0, device=device)
+    handle.remove()
+    total = 0.0
+    for _ in range(rounds):
+        inputs = {j: tensor.clone() for j, tensor in seen.items()}
+        synchronize(device)
+        start = time.perf_counter()
+        handle.on_unet_call(unet, (inputs[0], timesteps), {})
+        for j, hook in enumerate(hooks):
+            hook(blocks[j], (inputs[j],))
+        synchronize(device)
+        total += time.perf_counter() - start
+    return total / rounds / step
+
+
+def bench_webui(latent, batch, repeats, device):
+    """A1111: ldm's SD1.5 U-Net unpatched, with `attach` active, and with `attach` outside its range."""
+    from ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    from sd_webui_ext import attach
+
+    unet = UNetModel(**SD15_LDM).eval()
+    fill_random(unet)
+    unet.to(device)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 4, latent, latent, generator=generator).to(device)
+    context = torch.randn(batch, 77, 768, generator=generator).to(device)
+
+    def call():
+        return unet(x, torch.full((batch,), 500.0, device=device), context)
+
+    def with_hooks(**options):
+        def run():
+            with attach(unet, rho_top=1.0, rho_bottom=0.8, **options):
+                return call()
+        return run
+
+    times = interleaved_times({"unpatched": call, "attach active": with_hooks(),
+                               "attach outside range": with_hooks(start_percent=0.9, end_percent=1.0)},
+                              repeats, device)
+    result = summarize(times)
+    base_peak = peak_bytes(call, device)
+    for key, run in (("attach active", with_hooks()),
+                     ("attach outside range", with_hooks(start_percent=0.9, end_percent=1.0))):
+        result[key]["peak_delta_bytes"] = peak_bytes(run, device) - base_peak
+    result["attach active"]["in_patch_share"] = hook_share(unet, call, device, max(2, repeats // 2))
+    outside = attach(unet, rho_bottom=0.8, start_percent=0.9, end_percent=1.0)
+    rounds = 2000
+    args = (torch.zeros(1, 8, 4, 4, device=device),)
+    block_hooks = [outside.block_hook(j, 4) for j in range(len(unet.output_blocks))]
+    start = time.perf_counter()
+    for _ in range(rounds):
+        outside.on_unet_call(unet, (x, torch.tensor([500.0])), {})
+        for hook in block_hooks:
+            hook(None, args)
+    result["attach outside range"]["python_us_per_block"] = (time.perf_counter() - start) / (
+        rounds * len(block_hooks)) * 1e6
+    outside.remove()
+    return {"model": "SD1.5", "host": "A1111 (ldm + attach)", "latent": latent, "batch": batch, "variants": result}
+
+
+def table(runs) -> str:
+    """The README's performance table."""
+    lines = ["| model | host | variant | time vs unpatched (median, IQR) | in patch | peak memory vs unpatched | "
+             "Python per block call |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for run in runs:
+        for name, v in run["variants"].items():
+            if name == "unpatched":
+                continue
+            share = f"{v['in_patch_share']:.3%}" if "in_patch_share" in v else ""
+            memory = (f"{v['peak_delta_bytes'] / 2**20:+.1f} MiB" if "peak_delta_bytes" in v else "")
+            if "peak_delta_skips" in v:
+                memory += f" ({v['peak_delta_skips']:+.2f} skip tensors)"
+            python = f"{v['python_us_per_block']:.1f} µs" if "python_us_per_block" in v else ""
+            lines.append(f"| {run['model']} {run['latent']}×{run['latent']}, batch {run['batch']} | {run['host']} | "
+                         f"{name} | {v['ratio']:.4f} ({v['ratio_iqr'][0]:.4f}-{v['ratio_iqr'][1]:.4f}) | {share} | "
+                         f"{memory} | {python} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--latent", type=int, default=64, help="SD1.5 latent size (SDXL uses half)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "bench_output" / "cost.json")
+    parser.add_argument("--update-readme", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    boot_comfy()
+    if device.type == "cuda":
+        import comfy.cli_args
+
+        comfy.cli_args.args.cpu = False
+    pack = load_pack()
+    runs = [bench_comfy(pack, "SD1.5", SD15_UNET, args.latent, 2, args.repeats, device)]
+    print(table(runs), flush=True)
+    runs.append(bench_comfy(pack, "SDXL", SDXL_UNET, args.latent // 2, 2, args.repeats, device))
+    print(table(runs[-1:]), flush=True)
+    runs.append(bench_webui(args.latent, 2, args.repeats, device))
+    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
+               else f"{platform.processor() or platform.machine()} CPU, {args.threads} threads")
+    report = {"device": machine, "torch": torch.__version__, "repeats": args.repeats, "runs": runs}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    text = table(runs)
+    print(text)
+    if args.update_readme:
+        replace_section(REPO / "README.md", "performance",
+                        f"Measured by `.venv/bin/python -m bench.cost --update-readme` on {machine} "
+                        f"(torch {torch.__version__}, random weights, {args.repeats} interleaved rounds):\n\n{text}")
+
+
+if __name__ == "__main__":
+    main()
