@@ -95,6 +95,20 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
+def share_inside(call, timer, rounds, device) -> float:
+    """Time inside the timer's patches as a share of the whole call, over `rounds` calls after a warm-up."""
+    with torch.inference_mode():
+        call()
+    timer.total = 0.0
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(rounds):
+        with torch.inference_mode():
+            call()
+    synchronize(device)
+    return timer.total / (time.perf_counter() - start)
+
+
 def comfy_call(model, inputs, sigma):
     """One U-Net call as ComfyUI's sampler makes it (a new sigmas tensor per call)."""
     options = model.model_options["transformer_options"].copy()
@@ -195,9 +209,8 @@ def bench_comfy(pack, name, config, latent, batch, repeats, device):
         timer = PatchTimer(device)
         patched = variants[key].clone()
         patched.model_options["transformer_options"] = timer.options(variants[key])
-        step = statistics.median(interleaved_times({key: lambda: comfy_call(patched, inputs, sigma)},
-                                                   max(2, repeats // 2), device)[key])
-        result[key]["in_patch_share"] = timer.total / (step * (max(2, repeats // 2) + 1))
+        result[key]["in_patch_share"] = share_inside(lambda: comfy_call(patched, inputs, sigma), timer,
+                                                     max(2, repeats // 2), device)
     base_peak = peak_bytes(lambda: comfy_call(model, inputs, sigma), device)
     unet = model.model.diffusion_model
     skip_bytes = max(largest_skip_bytes(unet, inputs))
@@ -208,7 +221,6 @@ def bench_comfy(pack, name, config, latent, batch, repeats, device):
     hsp = torch.zeros(1, 4, 8, 8, device=device)
     result["skip outside range"]["python_us_per_block"] = per_block_python_us(outside, hsp, sigma,
                                                                              len(unet.output_blocks))
-    del variants, model
     return {"model": name, "host": "ComfyUI", "latent": latent, "batch": batch, "variants": result,
             "largest_skip_bytes": skip_bytes}
 

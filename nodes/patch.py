@@ -1,5 +1,5 @@
 """Install Skip Tuning on a clone of a ComfyUI MODEL as an output-block patch."""
-from ..skip_tuning_core import SkipPlan, SkipTuningError, make_output_block_patch
+from ..skip_tuning_core import SkipPlan, SkipTuningError, make_output_block_patch, make_ranges
 
 SUPPORTED = "SD1.x, SD2.x, SDXL and other checkpoints built on ComfyUI's UNetModel"
 
@@ -18,10 +18,11 @@ def output_block_count(model) -> int:
     return len(blocks)
 
 
-def skip_tuned(model, ranges):
-    """A clone of `model` whose skip connections are scaled per `ranges`; `model` itself is untouched."""
-    sampling = model.get_model_object("model_sampling")
-    plan = SkipPlan(ranges, output_block_count(model), sampling.percent_to_sigma)
+def skip_tuned(model, **settings):
+    """A clone of `model` with its skips scaled per `settings` (make_ranges' keywords); `model` is untouched."""
+    num_blocks = output_block_count(model)
+    ranges = make_ranges(num_blocks, **settings)
+    plan = SkipPlan(ranges, num_blocks, model.get_model_object("model_sampling").percent_to_sigma)
     patched = model.clone()
     if not plan.is_identity:
         patched.set_model_output_block_patch(make_output_block_patch(plan))

@@ -1,6 +1,6 @@
 """The Skip Tuning node: the paper's linear ramp over one part of the denoising run."""
-from ..skip_tuning_core import RHO_MAX, make_ranges
-from .patch import output_block_count, skip_tuned
+from ..skip_tuning_core import RHO_MAX
+from .patch import skip_tuned
 from .spec import Field, NodeSpec, Out
 
 SAMPLER_NOTE = (
@@ -24,8 +24,8 @@ MODEL_OUT = Out("MODEL", "model", "The model with Skip Tuning applied while samp
 
 def apply(model, rho_top, rho_bottom, start_percent, end_percent):
     """Patch a clone of `model` with the ramp rho_bottom..rho_top between the two percents."""
-    ranges = make_ranges(output_block_count(model), rho_top, rho_bottom, start_percent, end_percent)
-    return (skip_tuned(model, ranges),)
+    return (skip_tuned(model, rho_top=rho_top, rho_bottom=rho_bottom, start_percent=start_percent,
+                       end_percent=end_percent),)
 
 
 NODE = NodeSpec(

@@ -1,8 +1,7 @@
 """Skip Tuning (Advanced): a per-block rho list and several ranges of the run, each with its own values."""
-from ..skip_tuning_core import make_ranges
-from .patch import output_block_count, skip_tuned
+from .patch import skip_tuned
 from .skip_tuning import MODEL_IN, MODEL_OUT, RHO_BOTTOM, RHO_TOP, SAMPLER_NOTE
-from .spec import Field, NodeSpec, Out
+from .spec import Field, NodeSpec
 
 BLOCK_RHOS = Field("block_rhos", "STRING", "Optional: one rho per output block, deepest first (SD1.x/SD2.x: 12 "
                    "values, SDXL: 9), e.g. '0.8, 0.8, 0.85, ...'. Empty uses the rho_top/rho_bottom ramp.",
@@ -16,8 +15,7 @@ RANGES = Field("ranges", "STRING", "One range of the denoising run per line (0 =
 
 def apply(model, rho_top, rho_bottom, block_rhos, ranges):
     """Patch a clone of `model` with per-range rho values."""
-    skip_ranges = make_ranges(output_block_count(model), rho_top, rho_bottom, block_rhos=block_rhos, ranges=ranges)
-    return (skip_tuned(model, skip_ranges),)
+    return (skip_tuned(model, rho_top=rho_top, rho_bottom=rho_bottom, block_rhos=block_rhos, ranges=ranges),)
 
 
 NODE = NodeSpec(

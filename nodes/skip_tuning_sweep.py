@@ -1,6 +1,6 @@
 """Skip Tuning Sweep: one model in, one patched model per rho value out, for a labelled A/B in one run."""
-from ..skip_tuning_core import SkipTuningError, check_rho, make_ranges, parse_numbers
-from .patch import output_block_count, skip_tuned
+from ..skip_tuning_core import SkipTuningError, check_rho, parse_numbers
+from .patch import skip_tuned
 from .skip_tuning import END_PERCENT, MODEL_IN, RHO_BOTTOM, RHO_TOP, START_PERCENT
 from .spec import Field, NodeSpec, Out
 
@@ -19,12 +19,10 @@ def apply(model, sweep, values, rho_top, rho_bottom, start_percent, end_percent)
     numbers = [check_rho(value, f"values[{i}]") for i, value in enumerate(parse_numbers(values, "values"))]
     if len(numbers) > MAX_VALUES:
         raise SkipTuningError(f"values has {len(numbers)} entries; at most {MAX_VALUES} are allowed")
-    num_blocks = output_block_count(model)
     models, labels = [], []
     for value in numbers:
-        rhos = {"rho_top": rho_top, "rho_bottom": rho_bottom, sweep: value}
-        ranges = make_ranges(num_blocks, rhos["rho_top"], rhos["rho_bottom"], start_percent, end_percent)
-        models.append(skip_tuned(model, ranges))
+        settings = {"rho_top": rho_top, "rho_bottom": rho_bottom, sweep: value}
+        models.append(skip_tuned(model, start_percent=start_percent, end_percent=end_percent, **settings))
         labels.append(f"{sweep}_{value:g}")
     return models, labels
 

@@ -11,8 +11,7 @@ from skip_tuning_core import RHO_MAX
 
 from .a1111 import install_for_sampling
 from .forge import is_forge, patch_forge_unet
-from .params import (ARG_NAMES, INFOTEXT_KEY, SkipParams, params_from_args, params_from_infotext,
-                     with_xyz_overrides)
+from .params import ARG_NAMES, INFOTEXT_KEY, params_from_args, params_from_infotext, with_xyz_overrides
 from .settings_ui import HIRES_OPTION, default_params, on_ui_settings, on_ui_tabs
 from .xyz import register_xyz_axes
 

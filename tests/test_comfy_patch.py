@@ -237,3 +237,20 @@ def test_sweep_list_runs_through_a_real_ksampler(comfy_nodes_loaded):
     images = [sample(m, steps=3) for m in models]
     assert torch.equal(images[0], sample(model, steps=3))
     assert not torch.equal(images[1], images[0]) and not torch.equal(images[2], images[1])
+
+
+def test_sigma_is_read_once_per_model_call(comfy_nodes_loaded):
+    """GPU-ready: the noise level is read on the host once per U-Net call, not once per output block."""
+    model = tiny_model("sd1")
+    (patched,) = run_node(comfy_nodes_loaded, "SkipTuning", model=model, rho_top=1.0, rho_bottom=0.7,
+                          start_percent=0.0, end_percent=1.0)
+    (patch,) = patched.model_options["transformer_options"]["patches"]["output_block_patch"]
+    plan, reads, calls = patch.skip_tuning_plan, [], []
+    read = plan.rhos_at
+    plan.rhos_at = lambda sigma: reads.append(sigma) or read(sigma)
+    hook = model.model.diffusion_model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        sample(patched, steps=3, cfg=3.0, batch=2)
+    finally:
+        hook.remove()
+    assert len(calls) == 3 and len(reads) == len(calls)

@@ -1,5 +1,4 @@
 """`sd_webui_ext.attach` on the original ldm U-Net (A1111's SD1.x/2.x) and an SDXL-structured openaimodel U-Net."""
-import numpy as np
 import pytest
 import torch
 from ldm.modules.diffusionmodules.openaimodel import UNetModel as LdmUNet

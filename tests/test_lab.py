@@ -1,0 +1,70 @@
+"""The lab pipeline end to end: the shipped digits model through ComfyUI, the metric, the demo."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from skip_tuning_lab import quality_sweep
+from skip_tuning_lab.comfy_server import free_port
+from skip_tuning_lab.digits import load_digits_16
+from skip_tuning_lab.quality import DigitsQuality, frechet_distance
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_frechet_distance_matches_closed_form_for_gaussians():
+    """For N(0, I) against N(m, 4I) in d dims: |m|^2 + d (1 + 4 - 2 * 2) = |m|^2 + d."""
+    generator = np.random.default_rng(0)
+    a = generator.standard_normal((20000, 4))
+    b = generator.standard_normal((20000, 4)) * 2.0 + 1.0
+    assert math.isclose(frechet_distance(a, b), 4 + 4, rel_tol=0.05)
+    assert frechet_distance(a, a) < 1e-6
+
+
+def test_real_digits_score_far_better_than_noise():
+    quality = DigitsQuality()
+    train, _ = load_digits_16("train")
+    real = quality.score(train[:500])
+    noise = quality.score(torch.rand(500, 1, 16, 16) * 2 - 1)
+    assert real["fd"] * 10 < noise["fd"] and real["confidence"] > 0.95
+
+
+@pytest.fixture(scope="module")
+def sweep(comfy_nodes_loaded):
+    return quality_sweep.Sweep()
+
+
+def test_quick_sweep_runs_end_to_end(sweep, tmp_path):
+    results = quality_sweep.run_sweep(sweep, (1.0, 0.8), ("euler",), (4,), (0,), 64)
+    for values in results.values():
+        assert all(math.isfinite(v) for v in values["fd"] + values["confidence"])
+    best = quality_sweep.best_rhos(results, (1.0, 0.8), ("euler",), (4,))
+    assert best[0]["best_rho_bottom"] in (1.0, 0.8)
+    (path,) = quality_sweep.plot(results, (1.0, 0.8), ("euler",), (4,), tmp_path)
+    assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rho_one_is_identical_to_off_and_rho_below_one_differs(sweep):
+    off = sweep.samples(sweep.model, "euler", 4, 0, 16)
+    assert torch.equal(sweep.samples(sweep.patched(1.0), "euler", 4, 0, 16), off)
+    assert not torch.equal(sweep.samples(sweep.patched(0.8), "euler", 4, 0, 16), off)
+
+
+def test_demo_renders_grid_and_quality_through_the_server(tmp_path):
+    out = tmp_path / "demo"
+    completed = subprocess.run([sys.executable, "-m", "skip_tuning_lab.demo", "--batch", "80", "--out", str(out),
+                                "--port", str(free_port())], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    report = json.loads((out / "demo_quality.json").read_text())
+    assert set(report) == {"off", "on (rho_bottom 0.8)", "rho_bottom 1", "rho_bottom 0.9", "rho_bottom 0.8",
+                           "rho_bottom 0.7"}
+    assert all(math.isfinite(v["fd"]) for v in report.values())
+    assert report["off"] == report["rho_bottom 1"], "same seed, rho 1: the same digits"
+    assert report["on (rho_bottom 0.8)"] == report["rho_bottom 0.8"]
+    assert report["off"] != report["on (rho_bottom 0.8)"]
+    assert (out / "demo_grid.png").read_bytes()[:4] == b"\x89PNG"
