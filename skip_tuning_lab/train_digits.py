@@ -8,6 +8,7 @@ model_sampling, so sampling in ComfyUI sees exactly the inputs the model was tra
 import argparse
 import copy
 import json
+import math
 import time
 from pathlib import Path
 
@@ -15,9 +16,10 @@ import torch
 from tqdm import tqdm
 
 from .comfy_host import boot_comfy, load_pack
-from .digits import load_digits_16
+from .digits import HELD_OUT, load_digits_16
 
 REPO = Path(__file__).resolve().parents[1]
+DROP_DIGIT = 0.15
 
 
 def init_weights(module: torch.nn.Module) -> None:
@@ -30,17 +32,54 @@ def init_weights(module: torch.nn.Module) -> None:
     torch.nn.init.zeros_(module.out[-1].bias)
 
 
+def write_card(weights: Path) -> Path:
+    """The model card beside the weights, from the metadata the training run stored in them."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as f:
+        meta = f.metadata()
+        parameters = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    config = json.loads(meta["unet_config"])
+    card = weights.with_name("MODEL_CARD.md")
+    card.write_text(f"""# {weights.name}: the Skip Tuning lab's digits diffusion model
+
+Written by `python -m skip_tuning_lab.train_digits` (this file is regenerated from the weights' metadata).
+
+- **Data**: scikit-learn's bundled 8×8 digits (no download), bilinearly upsampled to 16×16, grey copied to
+  RGB, in [-1, 1]; {HELD_OUT} digits are held out (never trained on) as the quality benchmark's reference.
+- **Model**: ComfyUI's own `UNetModel`, {parameters:,} parameters, model_channels {config["model_channels"]},
+  channel_mult {config["channel_mult"]}, {sum(config["num_res_blocks"]) + len(config["num_res_blocks"])} output
+  blocks, cross-attention on a one-hot digit (index 10 = "any digit", the unconditional prompt, trained
+  {DROP_DIGIT:.0%} of the time). Weights: EMA, stored in float16.
+- **Objective**: epsilon prediction on Stable Diffusion's discrete schedule (scaled-linear betas 0.00085-0.012,
+  1000 steps), with ComfyUI's input scaling, so every ComfyUI sampler and scheduler applies unchanged.
+- **Training**: {meta["steps"]} AdamW steps of batch {meta["batch"]}, {float(meta["minutes"]):.0f} minutes on a 2-core
+  CPU, final loss (running mean) {meta["final_loss"]}, seed {meta["seed"]}.
+- **Command**: `.venv/bin/python -m skip_tuning_lab.train_digits --minutes 40 --threads 2`, then
+  `--resume` from that file for more minutes (the metadata adds the steps and minutes up).
+- **Quality**: see README's "Measured on the digits model" (produced by `skip_tuning_lab.quality_sweep`).
+- **Intended use**: trying Skip Tuning and its nodes without downloading a checkpoint. A toy: its numbers
+  say nothing about large models.
+""")
+    return card
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=45.0, help="training time budget")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--ema", type=float, default=0.999)
-    parser.add_argument("--drop-digit", type=float, default=0.15, help="share trained as 'any digit' (for CFG)")
+    parser.add_argument("--drop-digit", type=float, default=DROP_DIGIT, help="share trained as 'any digit' (CFG)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "lab_models" / "digits16.safetensors")
+    parser.add_argument("--resume", type=Path, help="continue from these (EMA) weights; the metadata adds up")
+    parser.add_argument("--card-only", action="store_true", help="only rewrite MODEL_CARD.md from --out")
     args = parser.parse_args()
+    if args.card_only:
+        print(write_card(args.out))
+        return
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -51,6 +90,14 @@ def main():
     model = lab.build_digits_model(device=torch.device("cpu"))
     unet = model.diffusion_model
     init_weights(unet)
+    earlier = {"steps": 0, "minutes": 0.0}
+    if args.resume:
+        from safetensors import safe_open
+
+        with safe_open(str(args.resume), "pt") as weights:
+            unet.load_state_dict({k: weights.get_tensor(k).float() for k in weights.keys()})
+            metadata = weights.metadata()
+        earlier = {"steps": int(metadata["steps"]), "minutes": float(metadata["minutes"])}
     unet.train()
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     sigmas = model.model_sampling.sigmas.float()
@@ -94,10 +141,12 @@ def main():
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().half().contiguous() for k, v in ema.state_dict().items()}
-    metadata = {"unet_config": json.dumps(lab.UNET_CONFIG), "steps": str(step), "final_loss": f"{loss_avg:.5f}",
-                "batch": str(args.batch), "minutes": str(args.minutes), "seed": str(args.seed)}
+    metadata = {"unet_config": json.dumps(lab.UNET_CONFIG), "steps": str(earlier["steps"] + step),
+                "final_loss": f"{loss_avg:.5f}", "batch": str(args.batch),
+                "minutes": str(earlier["minutes"] + args.minutes), "seed": str(args.seed)}
     save_file(state, str(args.out), metadata=metadata)
-    print(json.dumps({"steps": step, "final_loss": round(loss_avg, 5), "out": str(args.out)}))
+    write_card(args.out)
+    print(json.dumps({"steps": earlier["steps"] + step, "final_loss": round(loss_avg, 5), "out": str(args.out)}))
 
 
 if __name__ == "__main__":
