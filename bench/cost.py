@@ -338,7 +338,7 @@ def table(runs) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--latent", type=int, default=64, help="SD1.5 latent size (SDXL uses half)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "bench_output" / "cost.json")
@@ -347,10 +347,12 @@ def main():
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     boot_comfy()
-    if device.type == "cuda":
-        import comfy.cli_args
+    import comfy.cli_args
 
-        comfy.cli_args.args.cpu = False
+    # torch's scaled_dot_product_attention, as ComfyUI uses on most GPUs; its CPU default (sub-quadratic
+    # chunking) would make every variant minutes slower without changing what is compared.
+    comfy.cli_args.args.use_pytorch_cross_attention = True
+    comfy.cli_args.args.cpu = device.type == "cpu"
     pack = load_pack()
     runs = [bench_comfy(pack, "SD1.5", SD15_UNET, args.latent, 2, args.repeats, device)]
     print(table(runs), flush=True)

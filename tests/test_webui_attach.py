@@ -157,3 +157,29 @@ def test_sigma_is_read_once_per_call(monkeypatch):
             case.run(timesteps)
         monkeypatch.undo()
     assert len(reads) == len(calls)
+
+
+def test_attach_works_when_controlnet_replaces_the_forward():
+    """sd-webui-controlnet swaps in its own forward (adding control to the skips) but still calls the
+    U-Net module and its output blocks; the skip with its control residual is what gets scaled."""
+    case = Case("sd1")
+    unet = case.unet
+
+    def controlnet_forward(x, timesteps=None, context=None, **kwargs):
+        emb = unet.time_embed(timestep_embedding(timesteps, unet.model_channels, repeat_only=False))
+        skips, h = [], x
+        for module in unet.input_blocks:
+            h = module(h, emb, context)
+            skips.append(h)
+        h = unet.middle_block(h, emb, context)
+        for module in unet.output_blocks:
+            skip = skips.pop()
+            h = module(torch.cat([h, skip + 0.1 * skip], dim=1), emb, context)
+        return unet.out(h)
+
+    unet.forward = controlnet_forward
+    with attach(unet, rho_bottom=0.6):
+        got = case.run()
+    del unet.forward
+    rhos = reference_rhos(len(unet.output_blocks), 1.0, 0.6) * 1.1
+    torch.testing.assert_close(got, case.reference(rhos), rtol=1e-5, atol=1e-5)
