@@ -212,6 +212,7 @@ def bench_comfy(pack, name, config, latent, batch, repeats, device):
         result[key]["in_patch_share"] = share_inside(lambda: comfy_call(patched, inputs, sigma), timer,
                                                      max(2, repeats // 2), device)
     base_peak = peak_bytes(lambda: comfy_call(model, inputs, sigma), device)
+    result["unpatched"]["peak_bytes"] = base_peak
     unet = model.model.diffusion_model
     skip_bytes = max(largest_skip_bytes(unet, inputs))
     for key, variant in variants.items():
@@ -226,10 +227,11 @@ def bench_comfy(pack, name, config, latent, batch, repeats, device):
 
 
 def largest_skip_bytes(unet, inputs):
-    """Bytes of each skip tensor the input blocks push (measured with forward hooks on one call)."""
+    """Bytes of each skip tensor the input blocks push, from hooks on each block's last layer (ComfyUI
+    runs a block's layers one by one, so the block itself is never called)."""
     sizes = []
-    handles = [block.register_forward_hook(lambda m, a, out: sizes.append(out.numel() * out.element_size()))
-               for block in unet.input_blocks]
+    handles = [list(block.children())[-1].register_forward_hook(
+        lambda m, a, out: sizes.append(out.numel() * out.element_size())) for block in unet.input_blocks]
     try:
         with torch.inference_mode():
             unet(inputs["x"], inputs["timesteps"], inputs["context"], y=inputs.get("y"))
@@ -246,8 +248,12 @@ def hook_share(unet, call, device, rounds):
 
     blocks = [next(iter(block.children())) for block in unet.output_blocks]
     seen = {}
-    probes = [layer.register_forward_pre_hook(lambda m, a, j=j: seen.setdefault(j, a[0].clone()))
-              for j, layer in enumerate(blocks)]
+    def probe(j):
+        def keep_input(module, args):
+            seen.setdefault(j, args[0].clone())
+        return keep_input
+
+    probes = [layer.register_forward_pre_hook(probe(j)) for j, layer in enumerate(blocks)]
     with torch.inference_mode():
         call()
     for probe in probes:
@@ -297,6 +303,7 @@ def bench_webui(latent, batch, repeats, device):
                               repeats, device)
     result = summarize(times)
     base_peak = peak_bytes(call, device)
+    result["unpatched"]["peak_bytes"] = base_peak
     for key, run in (("attach active", with_hooks()),
                      ("attach outside range", with_hooks(start_percent=0.9, end_percent=1.0))):
         result[key]["peak_delta_bytes"] = peak_bytes(run, device) - base_peak
