@@ -28,8 +28,8 @@ def ldm_unet(kind):
     return unet
 
 
-def ldm_reference(unet, x, timesteps, context, rhos):
-    """ldm's UNetModel.forward written out, with skip j scaled by rhos[j]."""
+def ldm_forward(unet, x, timesteps, context, skip):
+    """ldm's UNetModel.forward written out, with `skip(j, tensor)` applied to the skip entering block j."""
     emb = unet.time_embed(timestep_embedding(timesteps, unet.model_channels, repeat_only=False))
     skips, h = [], x
     for module in unet.input_blocks:
@@ -37,8 +37,13 @@ def ldm_reference(unet, x, timesteps, context, rhos):
         skips.append(h)
     h = unet.middle_block(h, emb, context)
     for j, module in enumerate(unet.output_blocks):
-        h = module(torch.cat([h, skips.pop() * float(rhos[j])], dim=1), emb, context)
+        h = module(torch.cat([h, skip(j, skips.pop())], dim=1), emb, context)
     return unet.out(h)
+
+
+def ldm_reference(unet, x, timesteps, context, rhos):
+    """The reference: skip j scaled by rhos[j]."""
+    return ldm_forward(unet, x, timesteps, context, lambda j, tensor: tensor * float(rhos[j]))
 
 
 class Case:
@@ -166,16 +171,7 @@ def test_attach_works_when_controlnet_replaces_the_forward():
     unet = case.unet
 
     def controlnet_forward(x, timesteps=None, context=None, **kwargs):
-        emb = unet.time_embed(timestep_embedding(timesteps, unet.model_channels, repeat_only=False))
-        skips, h = [], x
-        for module in unet.input_blocks:
-            h = module(h, emb, context)
-            skips.append(h)
-        h = unet.middle_block(h, emb, context)
-        for module in unet.output_blocks:
-            skip = skips.pop()
-            h = module(torch.cat([h, skip + 0.1 * skip], dim=1), emb, context)
-        return unet.out(h)
+        return ldm_forward(unet, x, timesteps, context, lambda j, tensor: tensor + 0.1 * tensor)
 
     unet.forward = controlnet_forward
     with attach(unet, rho_bottom=0.6):
