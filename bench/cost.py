@@ -356,9 +356,6 @@ def main():
     boot_comfy()
     import comfy.cli_args
 
-    # torch's scaled_dot_product_attention, as ComfyUI uses on most GPUs; its CPU default (sub-quadratic
-    # chunking) would make every variant minutes slower without changing what is compared.
-    comfy.cli_args.args.use_pytorch_cross_attention = True
     comfy.cli_args.args.cpu = device.type == "cpu"
     pack = load_pack()
     runs = [bench_comfy(pack, "SD1.5", SD15_UNET, args.latent, 2, args.repeats, device)]

@@ -24,8 +24,10 @@ DIGIT_CHOICES = ("any",) + tuple(str(d) for d in range(10))
 
 UNET_CONFIG = {
     "image_size": 16, "in_channels": 3, "out_channels": 3, "model_channels": 32,
-    "num_res_blocks": [1, 1, 1], "channel_mult": [1, 2, 2],
-    "transformer_depth": [0, 1, 1], "transformer_depth_output": [1, 1, 1, 1, 0, 0],
+    "num_res_blocks": [1, 1, 1], "channel_mult": [1, 1, 2],
+    # Attention only at 4x4 and in the middle keeps a sampling step cheap enough for the full quality sweep.
+    # ComfyUI pops transformer_depth_output from its end: the last entries belong to the deepest output blocks.
+    "transformer_depth": [0, 0, 1], "transformer_depth_output": [0, 0, 0, 0, 1, 1],
     "transformer_depth_middle": 1, "context_dim": CONTEXT_DIM, "num_heads": 2, "num_head_channels": -1,
     "use_spatial_transformer": True, "use_linear_in_transformer": True, "adm_in_channels": None,
     "use_temporal_attention": False, "use_temporal_resblock": False, "legacy": False,

@@ -30,7 +30,7 @@ def declare_torchvision_ops() -> None:
 
 
 def boot_comfy() -> Path:
-    """Put ComfyUI on sys.path and force CPU before `comfy.model_management` is imported."""
+    """Put ComfyUI on sys.path; force CPU and PyTorch attention before `comfy.model_management` is imported."""
     root = comfy_root()
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
@@ -39,6 +39,8 @@ def boot_comfy() -> Path:
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = True
+    # Without this flag ComfyUI picks sub-quadratic attention on CPU: slower at every size we run here.
+    comfy.cli_args.args.use_pytorch_cross_attention = True
     return root
 
 

@@ -46,7 +46,8 @@ class ComfyServer:
         env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         command = [sys.executable, "-m", "skip_tuning_lab.comfy_server", "--cpu", "--listen", "127.0.0.1",
                    "--port", str(self.port), "--base-directory", str(self.base_dir),
-                   "--database-url", "sqlite:///:memory:", "--disable-api-nodes"]
+                   "--database-url", "sqlite:///:memory:", "--disable-api-nodes",
+                   "--use-pytorch-cross-attention"]
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         deadline = time.monotonic() + timeout

@@ -3,7 +3,7 @@
 Epsilon prediction on Stable Diffusion's discrete schedule, through ComfyUI's own UNetModel and
 model_sampling, so sampling in ComfyUI sees exactly the inputs the model was trained on.
 
-    .venv/bin/python -m skip_tuning_lab.train_digits --minutes 45
+    .venv/bin/python -m skip_tuning_lab.train_digits --minutes 60
 """
 import argparse
 import copy
@@ -20,6 +20,7 @@ from .digits import HELD_OUT, load_digits_16
 
 REPO = Path(__file__).resolve().parents[1]
 DROP_DIGIT = 0.15
+MIN_SNR_GAMMA = 5.0
 
 
 def init_weights(module: torch.nn.Module) -> None:
@@ -48,15 +49,16 @@ Written by `python -m skip_tuning_lab.train_digits` (this file is regenerated fr
 - **Data**: scikit-learn's bundled 8×8 digits (no download), bilinearly upsampled to 16×16, grey copied to
   RGB, in [-1, 1]; {HELD_OUT} digits are held out (never trained on) as the quality benchmark's reference.
 - **Model**: ComfyUI's own `UNetModel`, {parameters:,} parameters, model_channels {config["model_channels"]},
-  channel_mult {config["channel_mult"]}, {sum(config["num_res_blocks"]) + len(config["num_res_blocks"])} output
+  channel_mult {config["channel_mult"]}, attention (transformer_depth) {config["transformer_depth"]}, {sum(config["num_res_blocks"]) + len(config["num_res_blocks"])} output
   blocks, cross-attention on a one-hot digit (index 10 = "any digit", the unconditional prompt, trained
   {DROP_DIGIT:.0%} of the time). Weights: EMA, stored in float16.
 - **Objective**: epsilon prediction on Stable Diffusion's discrete schedule (scaled-linear betas 0.00085-0.012,
-  1000 steps), with ComfyUI's input scaling, so every ComfyUI sampler and scheduler applies unchanged.
+  1000 steps), with ComfyUI's input scaling, so every ComfyUI sampler and scheduler applies unchanged;
+  Min-SNR-{MIN_SNR_GAMMA:g} loss weighting.
 - **Training**: {meta["steps"]} AdamW steps of batch {meta["batch"]}, {float(meta["minutes"]):.0f} minutes on a 2-core
-  CPU, final loss (running mean) {meta["final_loss"]}, seed {meta["seed"]}.
-- **Command**: `.venv/bin/python -m skip_tuning_lab.train_digits --minutes 40 --threads 2`, then
-  `--resume` from that file for more minutes (the metadata adds the steps and minutes up).
+  CPU, final loss (running mean, weighted) {meta["final_loss"]}, seed {meta["seed"]}.
+- **Command**: `.venv/bin/python -m skip_tuning_lab.train_digits --minutes {float(meta["minutes"]):g} --batch {meta["batch"]} --seed {meta["seed"]}`
+  (the step count depends on the machine's speed; `--resume` continues from a file, adding steps and minutes up).
 - **Quality**: see README's "Measured on the digits model" (produced by `skip_tuning_lab.quality_sweep`).
 - **Intended use**: trying Skip Tuning and its nodes without downloading a checkpoint. A toy: its numbers
   say nothing about large models.
@@ -66,12 +68,12 @@ Written by `python -m skip_tuning_lab.train_digits` (this file is regenerated fr
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=45.0, help="training time budget")
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--minutes", type=float, default=60.0, help="training time budget")
+    parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--drop-digit", type=float, default=DROP_DIGIT, help="share trained as 'any digit' (CFG)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "lab_models" / "digits16.safetensors")
     parser.add_argument("--resume", type=Path, help="continue from these (EMA) weights; the metadata adds up")
@@ -120,10 +122,13 @@ def main():
         sigma = sigmas[timesteps][:, None, None, None]
         noise = torch.randn(x0.shape, generator=generator)
         x_in = (x0 + sigma * noise) / torch.sqrt(sigma**2 + 1.0)  # ModelSamplingDiscrete.calculate_input
+        # Min-SNR-5 weighting (Hang et al., 2023): SNR = 1 / sigma^2; low-noise steps stop dominating the loss.
+        weight = torch.clamp(MIN_SNR_GAMMA * sigma**2, max=1.0)
         fraction = (time.monotonic() - started) / (args.minutes * 60)
         for group in optimizer.param_groups:  # warm-up, then cosine decay over the time budget
-            group["lr"] = args.lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + torch.cos(torch.tensor(fraction * 3.14159)).item())
-        loss = torch.nn.functional.mse_loss(unet(x_in, timesteps.float(), lab.digit_context(digits)), noise)
+            group["lr"] = args.lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
+        error = unet(x_in, timesteps.float(), lab.digit_context(digits)) - noise
+        loss = (weight * error**2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
