@@ -32,3 +32,10 @@ class DigitsQuality:
         """images: [N, C, 16, 16] in [-1, 1]. Returns the Fréchet distance and mean top-class confidence."""
         confidence = torch.softmax(self.classifier(images.clamp(-1, 1)), dim=1).max(dim=1).values.mean()
         return {"fd": frechet_distance(self.features(images), self.reference), "confidence": float(confidence)}
+
+    def real_digits(self, count: int, seed: int) -> dict:
+        """The score of `count` real training digits drawn with `seed`: the floor a perfect model reaches
+        at that sample size."""
+        train, _ = load_digits_16("train")
+        index = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:count]
+        return self.score(train[index])

@@ -39,14 +39,28 @@ def sweep(comfy_nodes_loaded):
     return quality_sweep.Sweep()
 
 
-def test_quick_sweep_runs_end_to_end(sweep, tmp_path):
-    results = quality_sweep.run_sweep(sweep, (1.0, 0.8), ("euler",), (4,), (0,), 64)
-    for values in results.values():
-        assert all(math.isfinite(v) for v in values["fd"] + values["confidence"])
-    best = quality_sweep.best_rhos(results, (1.0, 0.8), ("euler",), (4,))
-    assert best[0]["best_rho_bottom"] in (1.0, 0.8)
-    (path,) = quality_sweep.plot(results, (1.0, 0.8), ("euler",), (4,), tmp_path)
-    assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
+def test_quick_mode_runs_end_to_end(sweep, tmp_path, monkeypatch):
+    """`quality_sweep --quick`: finite figures for both settings, the plot and the report written."""
+    monkeypatch.setattr(sys, "argv", ["quality_sweep", "--quick", "--threads", "1", "--out", str(tmp_path)])
+    quality_sweep.main()
+    torch.set_num_threads(1)
+    report = json.loads((tmp_path / "quality.json").read_text())
+    assert {cell["rho_bottom"] for cell in report["cells"]} == {1.0, 0.8}
+    for cell in report["cells"]:
+        assert all(math.isfinite(v) for v in cell["fd"] + cell["confidence"])
+    assert report["best"][0]["best_rho_bottom"] in (1.0, 0.8)
+    assert not report["best"][0]["exceeds_spread"], "one seed has no spread to beat"
+    assert math.isfinite(report["real_digits_fd"][0])
+    png = (tmp_path / "quality_euler.png").read_bytes()
+    assert len(png) > 1000 and png[:4] == b"\x89PNG"
+    assert "| euler | 4 |" in (tmp_path / "quality.md").read_text()
+
+
+def test_quick_mode_never_writes_readme(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["quality_sweep", "--quick", "--update-readme"])
+    with pytest.raises(SystemExit) as exit_info:
+        quality_sweep.main()
+    assert exit_info.value.code == 2
 
 
 def test_rho_one_is_identical_to_off_and_rho_below_one_differs(sweep):
