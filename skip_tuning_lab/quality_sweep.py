@@ -11,7 +11,9 @@ Fréchet distance of classifier features (lower is better) and mean classifier c
 import argparse
 import itertools
 import json
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +29,7 @@ RHOS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6)
 SAMPLERS = ("euler", "heun", "dpmpp_2m", "uni_pc", "ddim", "euler_ancestral")
 STEPS = (4, 6, 10, 20)
 MIDDLE_RANGE = (0.3, 0.7)
+FULL_SAMPLES = 1000  # per cell, over all seeds
 
 
 class Sweep:
@@ -117,12 +120,11 @@ def plot(results, rhos, samplers, steps_list, out_dir):
     return paths
 
 
-def markdown(results, best, middle, rhos, samplers, steps_list, seeds, count, minutes, parameters, floor):
-    full = samplers == SAMPLERS and steps_list == STEPS
-    scope = "" if full else (f" --samplers {' '.join(samplers)} --steps {' '.join(map(str, steps_list))}"
-                             f" --seeds {len(seeds)} --samples {count}")
-    lines = [f"Measured by `.venv/bin/python -m skip_tuning_lab.quality_sweep{scope} --update-readme` on the digits "
-             f"model shipped in `lab_models/` (16×16 pixels, {parameters / 1e6:.2f} M parameters; see its model card): "
+def markdown(results, best, middle, rhos, samplers, steps_list, seeds, count, minutes, parameters, floor, arguments):
+    full = samplers == SAMPLERS and steps_list == STEPS and len(seeds) * count >= FULL_SAMPLES
+    lines = [f"Measured by `.venv/bin/python -m skip_tuning_lab.quality_sweep {arguments}` on the digits "
+             f"model shipped in `lab_models/` (16×16 pixels, {parameters / 1e6:.2f} M parameters; see its model "
+             f"card): "
              f"{len(seeds)} seeds × {count} samples per cell ({len(seeds) * count} in all), CFG 1, scheduler "
              f"`normal`, rho_top = 1; Fréchet distance (FD) of classifier features to {HELD_OUT} held-out digits "
              f"(lower is better; each seed's {count} samples scored on their own) and classifier confidence, mean ± "
@@ -208,7 +210,8 @@ def main():
               "best": best, "middle_range": middle, "seeds": list(seeds), "samples_per_seed": count,
               "minutes": minutes, "real_digits_fd": floor}
     (args.out / "quality.json").write_text(json.dumps(report, indent=1))
-    text = markdown(results, best, middle, rhos, samplers, steps_list, seeds, count, minutes, parameters, floor)
+    text = markdown(results, best, middle, rhos, samplers, steps_list, seeds, count, minutes, parameters, floor,
+                    shlex.join(sys.argv[1:]))
     (args.out / "quality.md").write_text(text)
     print(text)
     if args.update_readme:

@@ -41,6 +41,8 @@ def write_card(weights: Path) -> Path:
         meta = f.metadata()
         parameters = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
     config = json.loads(meta["unet_config"])
+    command = (f".venv/bin/python -m skip_tuning_lab.train_digits --minutes {float(meta['minutes']):g} "
+               f"--batch {meta['batch']} --seed {meta['seed']}")
     card = weights.with_name("MODEL_CARD.md")
     card.write_text(f"""# {weights.name}: the Skip Tuning lab's digits diffusion model
 
@@ -49,15 +51,15 @@ Written by `python -m skip_tuning_lab.train_digits` (this file is regenerated fr
 - **Data**: scikit-learn's bundled 8×8 digits (no download), bilinearly upsampled to 16×16, grey copied to
   RGB, in [-1, 1]; {HELD_OUT} digits are held out (never trained on) as the quality benchmark's reference.
 - **Model**: ComfyUI's own `UNetModel`, {parameters:,} parameters, model_channels {config["model_channels"]},
-  channel_mult {config["channel_mult"]}, attention (transformer_depth) {config["transformer_depth"]}, {sum(config["num_res_blocks"]) + len(config["num_res_blocks"])} output
-  blocks, cross-attention on a one-hot digit (index 10 = "any digit", the unconditional prompt, trained
-  {DROP_DIGIT:.0%} of the time). Weights: EMA, stored in float16.
+  channel_mult {config["channel_mult"]}, attention (transformer_depth) {config["transformer_depth"]},
+  {sum(config["num_res_blocks"]) + len(config["num_res_blocks"])} output blocks, cross-attention on a one-hot digit
+  (index 10 = "any digit", the unconditional prompt, trained {DROP_DIGIT:.0%} of the time). Weights: EMA, stored in float16.
 - **Objective**: epsilon prediction on Stable Diffusion's discrete schedule (scaled-linear betas 0.00085-0.012,
   1000 steps), with ComfyUI's input scaling, so every ComfyUI sampler and scheduler applies unchanged;
   Min-SNR-{MIN_SNR_GAMMA:g} loss weighting.
 - **Training**: {meta["steps"]} AdamW steps of batch {meta["batch"]}, {float(meta["minutes"]):.0f} minutes on a 2-core
   CPU, final loss (running mean, weighted) {meta["final_loss"]}, seed {meta["seed"]}.
-- **Command**: `.venv/bin/python -m skip_tuning_lab.train_digits --minutes {float(meta["minutes"]):g} --batch {meta["batch"]} --seed {meta["seed"]}`
+- **Command**: `{command}`
   (the step count depends on the machine's speed; `--resume` continues from a file, adding steps and minutes up).
 - **Quality**: see README's "Measured on the digits model" (produced by `skip_tuning_lab.quality_sweep`).
 - **Intended use**: trying Skip Tuning and its nodes without downloading a checkpoint. A toy: its numbers
@@ -122,7 +124,7 @@ def main():
         sigma = sigmas[timesteps][:, None, None, None]
         noise = torch.randn(x0.shape, generator=generator)
         x_in = (x0 + sigma * noise) / torch.sqrt(sigma**2 + 1.0)  # ModelSamplingDiscrete.calculate_input
-        # Min-SNR-5 weighting (Hang et al., 2023): SNR = 1 / sigma^2; low-noise steps stop dominating the loss.
+        # Min-SNR-gamma weighting (Hang et al., 2023): SNR = 1 / sigma^2; low-noise steps stop dominating the loss.
         weight = torch.clamp(MIN_SNR_GAMMA * sigma**2, max=1.0)
         fraction = (time.monotonic() - started) / (args.minutes * 60)
         for group in optimizer.param_groups:  # warm-up, then cosine decay over the time budget

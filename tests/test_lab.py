@@ -39,7 +39,7 @@ def sweep(comfy_nodes_loaded):
     return quality_sweep.Sweep()
 
 
-def test_quick_mode_runs_end_to_end(sweep, tmp_path, monkeypatch):
+def test_quick_mode_runs_end_to_end(comfy_nodes_loaded, tmp_path, monkeypatch):
     """`quality_sweep --quick`: finite figures for both settings, the plot and the report written."""
     monkeypatch.setattr(sys, "argv", ["quality_sweep", "--quick", "--threads", "1", "--out", str(tmp_path)])
     quality_sweep.main()
@@ -53,7 +53,9 @@ def test_quick_mode_runs_end_to_end(sweep, tmp_path, monkeypatch):
     assert math.isfinite(report["real_digits_fd"][0])
     png = (tmp_path / "quality_euler.png").read_bytes()
     assert len(png) > 1000 and png[:4] == b"\x89PNG"
-    assert "| euler | 4 |" in (tmp_path / "quality.md").read_text()
+    text = (tmp_path / "quality.md").read_text()
+    assert "| euler | 4 |" in text and "**A partial sweep**" in text
+    assert f"quality_sweep --quick --threads 1 --out {tmp_path}`" in text, "the command as it was run"
 
 
 def test_quick_mode_never_writes_readme(monkeypatch):
