@@ -370,8 +370,21 @@ def verdict(figures: dict, measure: str, limit: float) -> str:
     return "holds" if figures["ratio_iqr"][1] <= limit else "not shown (noise)"
 
 
-def target_table(runs) -> str:
-    """The README's target table: each target, its figure in this run and the verdict."""
+def target_rows(runs) -> list:
+    """Each target of the variants the runs have, with this run's figure and the verdict."""
+    rows = []
+    for run in runs:
+        for name, measure, limit in TARGETS:
+            figures = run["variants"].get(name)
+            if figures is not None:
+                rows.append({"model": run["model"], "host": run["host"], "variant": name, "measure": measure,
+                             "value": figures[measure], "iqr": figures.get("ratio_iqr") if measure == "ratio" else None,
+                             "limit": limit, "verdict": verdict(figures, measure, limit)})
+    return rows
+
+
+def target_table(rows) -> str:
+    """The README's target table, from `target_rows`."""
     formats = {"ratio": "{:.4f}", "in_patch_share": "{:.3%}", "peak_delta_skips": "{:+.2f} skip tensors",
                "python_us_per_block": "{:.1f} µs"}
     limits = {"ratio": "≤ {:.3f}", "in_patch_share": "≤ {:.1%}", "peak_delta_skips": "≤ {:+.0f} skip tensor",
@@ -379,16 +392,13 @@ def target_table(runs) -> str:
     labels = {"ratio": "time vs unpatched", "in_patch_share": "in patch", "peak_delta_skips": "peak memory",
               "python_us_per_block": "Python per block call"}
     lines = ["| model | variant | measure | this run | target | verdict |", "| --- | --- | --- | --- | --- | --- |"]
-    for run in runs:
-        for name, measure, limit in TARGETS:
-            figures = run["variants"].get(name)
-            if figures is None:
-                continue
-            value = formats[measure].format(figures[measure])
-            if measure == "ratio":
-                value += " (IQR {:.4f}-{:.4f})".format(*figures["ratio_iqr"])
-            lines.append(f"| {run['model']}, {run['host']} | {name} | {labels[measure]} | {value} | "
-                         f"{limits[measure].format(limit)} | {verdict(figures, measure, limit)} |")
+    for row in rows:
+        measure = row["measure"]
+        value = formats[measure].format(row["value"])
+        if row["iqr"]:
+            value += " (IQR {:.4f}-{:.4f})".format(*row["iqr"])
+        lines.append(f"| {row['model']}, {row['host']} | {row['variant']} | {labels[measure]} | {value} | "
+                     f"{limits[measure].format(row['limit'])} | {row['verdict']} |")
     return "\n".join(lines)
 
 
@@ -425,14 +435,12 @@ def main():
     machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
                else f"{platform.processor() or platform.machine()} CPU, pinned to {args.threads} core(s), "
                     f"{args.threads} thread(s)")
-    targets = [{"model": run["model"], "host": run["host"], "variant": name, "measure": measure, "limit": limit,
-                "verdict": verdict(run["variants"][name], measure, limit)}
-               for run in runs for name, measure, limit in TARGETS if name in run["variants"]]
+    targets = target_rows(runs)
     report = {"device": machine, "torch": torch.__version__, "repeats": args.repeats, "runs": runs,
               "targets": targets}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
-    text = f"{table(runs)}\n\nTargets:\n\n{target_table(runs)}"
+    text = f"{table(runs)}\n\nTargets:\n\n{target_table(targets)}"
     print(text)
     if args.update_readme:
         replace_section(REPO / "README.md", "performance",

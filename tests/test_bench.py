@@ -34,7 +34,7 @@ def test_the_target_table_lists_every_target_of_the_variants_a_run_has():
     figures = {"ratio": 1.0, "ratio_iqr": [0.99, 1.01], "in_patch_share": 0.001, "peak_delta_skips": 0.0,
                "python_us_per_block": 2.0}
     run = {"model": "SD1.5", "host": "ComfyUI", "variants": {"skip active": figures, "skip outside range": figures}}
-    rows = cost.target_table([run]).splitlines()[2:]
+    rows = cost.target_table(cost.target_rows([run])).splitlines()[2:]
     expected = [t for t in cost.TARGETS if t[0] in run["variants"]]
     assert len(rows) == len(expected) == 6
     assert [row.split(" | ")[1] for row in rows] == [name for name, _, _ in expected]
