@@ -1,6 +1,5 @@
 """The Skip Tuning node: the paper's linear ramp over one part of the denoising run."""
-from ..skip_tuning_core import RHO_MAX
-from .patch import skip_tuned
+from ..skip_tuning_core import RHO_MAX, skip_tuned
 from .spec import Field, NodeSpec, Out
 
 SAMPLER_NOTE = (

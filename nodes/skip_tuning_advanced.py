@@ -1,5 +1,5 @@
 """Skip Tuning (Advanced): a per-block rho list and several ranges of the run, each with its own values."""
-from .patch import skip_tuned
+from ..skip_tuning_core import skip_tuned
 from .skip_tuning import MODEL_IN, MODEL_OUT, RHO_BOTTOM, RHO_TOP, SAMPLER_NOTE
 from .spec import Field, NodeSpec
 

@@ -1,6 +1,5 @@
 """Skip Tuning Sweep: one model in, one patched model per rho value out, for a labelled A/B in one run."""
-from ..skip_tuning_core import SkipTuningError, check_rho, parse_numbers
-from .patch import skip_tuned
+from ..skip_tuning_core import SkipTuningError, check_rho, parse_numbers, skip_tuned
 from .skip_tuning import END_PERCENT, MODEL_IN, RHO_BOTTOM, RHO_TOP, START_PERCENT
 from .spec import Field, NodeSpec, Out
 

@@ -1,5 +1,5 @@
-"""Forge: clone the UnetPatcher, add the output-block patch, write the clone back (as Forge's FreeU does)."""
-from skip_tuning_core import SkipPlan, make_output_block_patch, make_ranges
+"""Forge (main, reForge, Classic): tune a clone of the UnetPatcher and write it back, as Forge's FreeU does."""
+from skip_tuning_core import SkipTuningError, is_tuned, output_block_count, skip_tuned
 
 from .params import SkipParams, report_unsupported
 
@@ -9,26 +9,20 @@ def is_forge(p) -> bool:
     return hasattr(getattr(p, "sd_model", None), "forge_objects")
 
 
-def already_patched(unet) -> bool:
-    """Forge calls process_before_every_sampling twice in a hires pass: patch once."""
-    patches = unet.model_options.get("transformer_options", {}).get("patches", {}).get("output_block_patch", [])
-    return any(hasattr(patch, "skip_tuning_plan") for patch in patches)
-
-
 def patch_forge_unet(p, params: SkipParams) -> bool:
-    """Patch a clone of `p.sd_model.forge_objects.unet`; False (and a warning) for a U-Net-less model."""
+    """Patch a clone of `p.sd_model.forge_objects.unet`; False (and a warning) for a U-Net-less model.
+
+    Forge calls process_before_every_sampling twice in a hires pass: a U-Net already tuned stays as it is.
+    """
     unet = p.sd_model.forge_objects.unet
-    if already_patched(unet):
+    if is_tuned(unet):
         return True
-    blocks = getattr(unet.model.diffusion_model, "output_blocks", None)
-    if not blocks:
+    try:
+        output_block_count(unet)
+    except SkipTuningError:
         report_unsupported(p, unet.model.diffusion_model)
         return False
-    ranges = make_ranges(len(blocks), params.rho_top, params.rho_bottom, params.start_percent,
-                         params.end_percent, params.block_rhos)
-    plan = SkipPlan(ranges, len(blocks), unet.model.predictor.percent_to_sigma)
-    if not plan.is_identity:
-        patched = unet.clone()
-        patched.set_model_output_block_patch(make_output_block_patch(plan))
-        p.sd_model.forge_objects.unet = patched
+    p.sd_model.forge_objects.unet = skip_tuned(
+        unet, rho_top=params.rho_top, rho_bottom=params.rho_bottom, start_percent=params.start_percent,
+        end_percent=params.end_percent, block_rhos=params.block_rhos)
     return True

@@ -2,7 +2,7 @@
 import logging
 from dataclasses import dataclass, fields, replace
 
-from skip_tuning_core import SkipTuningError, check_percent, check_rho, parse_numbers
+from skip_tuning_core import SkipTuningError, check_percent, check_rho, parse_numbers, unsupported_message
 
 INFOTEXT_KEY = "Skip Tuning"
 XYZ_OVERRIDES = "skip_tuning_xyz"  # attribute of each X/Y/Z cell's own `p`
@@ -100,8 +100,7 @@ def params_from_infotext(text):
 
 def report_unsupported(p, model) -> None:
     """Say, in the console and under the image, that this model has no skips to tune; generation goes on."""
-    message = (f"Skip Tuning: {type(model).__name__} has no U-Net skip connections (Flux, SD3 and other "
-               f"DiTs are not supported); this image was generated without it.")
+    message = f"Skip Tuning: {unsupported_message(type(model).__name__)} This image was generated without it."
     log.warning(message)
     if callable(getattr(p, "comment", None)):
         p.comment(message)

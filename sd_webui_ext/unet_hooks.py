@@ -9,9 +9,8 @@ also covers U-Nets that run a block's layers one by one (ComfyUI's and Forge's `
 """
 import torch
 
-from skip_tuning_core import SigmaGate, SkipPlan, SkipTuningError, make_ranges
+from skip_tuning_core import SkipPlan, SkipTuningError, make_ranges, unsupported_message
 
-SUPPORTED = "SD1.x, SD2.x and SDXL U-Nets (ldm / sgm openaimodel.UNetModel)"
 TIMESTEPS = 1000
 
 
@@ -33,10 +32,7 @@ def skip_widths(unet: torch.nn.Module) -> list:
     """Skip channels entering each output block: block j pops the skip of input block N-1-j."""
     inputs, outputs = getattr(unet, "input_blocks", None), getattr(unet, "output_blocks", None)
     if inputs is None or outputs is None or len(outputs) == 0 or len(inputs) != len(outputs):
-        raise SkipTuningError(
-            f"unet: Skip Tuning needs a U-Net with skip connections ({SUPPORTED}); "
-            f"{type(unet).__name__} has none. Flux, SD3 and other transformer (DiT) models are not supported."
-        )
+        raise SkipTuningError("unet: " + unsupported_message(type(unet).__name__))
     n = len(outputs)
     return [block_out_channels(inputs[n - 1 - j]) for j in range(n)]
 
@@ -47,7 +43,6 @@ class SkipHandle:
     def __init__(self, plan: SkipPlan, condition):
         self.plan = plan
         self.condition = condition
-        self.gate = SigmaGate(plan)
         self.rhos = None  # the current call's per-block rhos, or None: leave it unscaled
         self.handles = []
 
@@ -56,7 +51,8 @@ class SkipHandle:
         if timesteps is None or (self.condition is not None and not self.condition()):
             self.rhos = None
         else:
-            self.rhos = self.gate.rhos_for(timesteps)
+            # The one host read of the call; the block hooks only read the plain values it leaves here.
+            self.rhos = self.plan.rhos_at(float(timesteps.max()))
 
     def block_hook(self, j: int, width: int):
         def scale_skip(module, args):

@@ -1,9 +1,8 @@
-"""Skip Tuning (Ma et al., ICML 2024): scale U-Net skip connections, without any host import."""
-from .patch import make_output_block_patch
+"""Skip Tuning (Ma et al., ICML 2024): scale U-Net skip connections. No host import (ComfyUI, WebUI, diffusers)."""
+from .patcher import is_tuned, output_block_count, skip_tuned, unsupported_message
 from .schedule import (
     RHO_MAX,
     RHO_MIN,
-    SigmaGate,
     SkipPlan,
     SkipRange,
     SkipTuningError,
@@ -17,6 +16,7 @@ from .schedule import (
 )
 
 __all__ = [
-    "RHO_MAX", "RHO_MIN", "SigmaGate", "SkipPlan", "SkipRange", "SkipTuningError", "check_percent",
-    "check_rho", "make_output_block_patch", "make_ranges", "parse_numbers", "parse_ranges", "parse_rho_list", "rho_per_block",
+    "RHO_MAX", "RHO_MIN", "SkipPlan", "SkipRange", "SkipTuningError", "check_percent", "check_rho", "is_tuned",
+    "make_ranges", "output_block_count", "parse_numbers", "parse_ranges", "parse_rho_list", "rho_per_block",
+    "skip_tuned", "unsupported_message",
 ]

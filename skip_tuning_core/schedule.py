@@ -185,26 +185,6 @@ class SkipPlan:
         return None
 
 
-class SigmaGate:
-    """Reads the noise level once per model call, however many blocks ask.
-
-    Reading a tensor's value waits for the GPU; the host hands every output block of one call the
-    same sigmas tensor, so identity tells a new call from the next block of the same one.
-    """
-
-    def __init__(self, plan: SkipPlan):
-        self.plan = plan
-        self._sigmas = None
-        self._rhos = None
-
-    def rhos_for(self, sigmas) -> Optional[Rhos]:
-        """The per-block rhos for this call's sigmas (a tensor or number); the largest sigma decides."""
-        if sigmas is not self._sigmas:
-            self._rhos = self.plan.rhos_at(float(sigmas.max()) if hasattr(sigmas, "max") else float(sigmas))
-            self._sigmas = sigmas
-        return self._rhos
-
-
 def make_ranges(num_blocks: int, rho_top=1.0, rho_bottom=0.8, start_percent=0.0, end_percent=1.0,
                 block_rhos: str = "", ranges: str = "") -> list:
     """The ranges a node or script asks for: the ramp (or `block_rhos`) over one range, or `ranges` text."""

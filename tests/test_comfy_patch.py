@@ -7,6 +7,7 @@ import comfy.samplers
 import nodes as comfy_nodes
 from comfy.ldm.modules.diffusionmodules.openaimodel import forward_timestep_embed, timestep_embedding
 
+from skip_tuning_core.patcher import TUNERS
 from tiny_models import conditioning, tiny_model
 
 LATENT = {"samples": torch.zeros(1, 4, 16, 16)}
@@ -42,11 +43,21 @@ def reference_unet(unet, x, timesteps, context, y, rhos):
 
 
 def unet_call(model, x, sigma, context, y):
-    """One call of the (patched) diffusion model with the transformer_options the sampler passes."""
+    """The U-Net's output within one model call made the way the sampler makes it (apply_model and its wrappers)."""
     options = model.model_options["transformer_options"].copy()
     options["sigmas"] = sigma
-    timesteps = model.get_model_object("model_sampling").timestep(sigma)
-    return model.model.diffusion_model(x, timesteps, context, y=y, transformer_options=options)
+    options["wrappers"] = model.wrappers
+    unet = model.model.diffusion_model
+    outputs = []
+    hook = unet.register_forward_hook(lambda module, args, output: outputs.append(output))
+    try:
+        sampling = model.get_model_object("model_sampling")
+        noisy = x / sampling.calculate_input(sigma, torch.ones_like(x))  # the U-Net then sees exactly x
+        model.model.apply_model(noisy, sigma, c_crossattn=context, y=y, transformer_options=options)
+    finally:
+        hook.remove()
+    (output,) = outputs
+    return output
 
 
 @pytest.mark.parametrize("kind", ["sd1", "sdxl"])
@@ -244,13 +255,51 @@ def test_sigma_is_read_once_per_model_call(comfy_nodes_loaded):
     model = tiny_model("sd1")
     (patched,) = run_node(comfy_nodes_loaded, "SkipTuning", model=model, rho_top=1.0, rho_bottom=0.7,
                           start_percent=0.0, end_percent=1.0)
-    (patch,) = patched.model_options["transformer_options"]["patches"]["output_block_patch"]
-    plan, reads, calls = patch.skip_tuning_plan, [], []
-    read = plan.rhos_at
-    plan.rhos_at = lambda sigma: reads.append(sigma) or read(sigma)
+    (tuner,) = patched.model_options["transformer_options"][TUNERS]
+    reads, calls = [], []
+    read = tuner.rhos_at
+    tuner.rhos_at = lambda schedule, sigma: reads.append(sigma) or read(schedule, sigma)
     hook = model.model.diffusion_model.register_forward_pre_hook(lambda module, args: calls.append(1))
     try:
         sample(patched, steps=3, cfg=3.0, batch=2)
     finally:
         hook.remove()
     assert len(calls) == 3 and len(reads) == len(calls)
+
+
+SCHEDULE_NODES = [
+    ("ModelSamplingDiscrete", dict(sampling="v_prediction", zsnr=True)),
+    ("ModelSamplingDiscrete", dict(sampling="lcm", zsnr=False)),
+    ("ModelSamplingContinuousEDM", dict(sampling="v_prediction", sigma_max=120.0, sigma_min=0.002)),
+    ("ModelSamplingSD3", dict(shift=3.0)),
+]
+
+
+@pytest.mark.parametrize("node_id,node_inputs", SCHEDULE_NODES, ids=lambda v: v if isinstance(v, str) else "")
+def test_range_follows_the_schedule_sampled_in_either_order(comfy_nodes_loaded, node_id, node_inputs):
+    """A range is resolved on the model actually sampled: SkipTuning before or after a schedule-changing node
+    scales the same steps, exactly those inside [sigma(end), sigma(start)] of the final schedule."""
+    start, end = 0.3, 0.7
+    skip_args = dict(rho_top=1.0, rho_bottom=0.5, start_percent=start, end_percent=end)
+    applied = {}
+    for order in ("skip first", "schedule first"):
+        recorder = SkipRecorder()
+        model = tiny_model("sd1").clone()
+        model.set_model_output_block_patch(recorder.patch(recorder.before))
+        if order == "skip first":
+            (model,) = run_node(comfy_nodes_loaded, "SkipTuning", model=model, **skip_args)
+            (model,) = run_node(comfy_nodes_loaded, node_id, model=model, **node_inputs)
+        else:
+            (model,) = run_node(comfy_nodes_loaded, node_id, model=model, **node_inputs)
+            (model,) = run_node(comfy_nodes_loaded, "SkipTuning", model=model, **skip_args)
+        model.set_model_output_block_patch(recorder.patch(recorder.after))
+        sample(model, steps=10, scheduler="normal")
+        applied[order] = recorder.applied()
+        sampled = model.get_model_object("model_sampling")
+    assert applied["skip first"] == applied["schedule first"]
+    high, low = sampled.percent_to_sigma(start), sampled.percent_to_sigma(end)
+    inside = [s for s in applied["skip first"] if low * (1 - 1e-4) <= s <= high * (1 + 1e-4)]
+    assert inside and len(inside) < len(applied["skip first"]), "the range should cut the run"
+    for sigma, rhos in applied["skip first"].items():
+        want = reference_rhos(6, 1.0, 0.5) if sigma in inside else np.ones(6)
+        np.testing.assert_allclose(rhos, want, rtol=1e-5, err_msg=f"sigma={sigma}")

@@ -1,10 +1,11 @@
-"""The host-free math: the paper's ramp, the parsers, range resolution and the per-call sigma gate."""
+"""The host-free math: the paper's ramp, the parsers, range resolution at sampling time, chained factors."""
 import math
 
 import pytest
 
-from skip_tuning_core import (SigmaGate, SkipPlan, SkipRange, SkipTuningError, make_ranges, parse_ranges,
+from skip_tuning_core import (SkipPlan, SkipRange, SkipTuningError, make_ranges, parse_ranges,
                               parse_rho_list, rho_per_block)
+from skip_tuning_core.patcher import SkipTuner, block_factors
 
 
 def test_ramp_matches_the_formula_for_sd1_and_sdxl():
@@ -50,24 +51,34 @@ def test_identity_plan_and_all_ones_range_claims_its_steps():
     assert plan.rhos_at(0.9) is None and plan.rhos_at(0.2) == (0.5, 0.5)
 
 
-class Sigmas:
-    """A tensor-like value that counts how often its value is read."""
+class Schedule:
+    """A noise schedule with `percent_to_sigma`, counting how often it is asked."""
 
-    def __init__(self, value):
-        self.value, self.reads = value, 0
+    def __init__(self, top):
+        self.top, self.asked = top, 0
 
-    def max(self):
-        self.reads += 1
-        return self.value
+    def percent_to_sigma(self, percent):
+        self.asked += 1
+        return self.top * (1 - percent)
 
 
-def test_gate_reads_each_call_once():
-    gate = SigmaGate(SkipPlan(make_ranges(3, 1.0, 0.5), 3, lambda p: 1 - p))
-    first, second = Sigmas(0.5), Sigmas(0.4)
-    for _ in range(3):
-        assert gate.rhos_for(first) == (0.5, 0.75, 1.0)
-    gate.rhos_for(second)
-    assert (first.reads, second.reads) == (1, 1)
+def test_tuner_resolves_ranges_on_the_schedule_it_is_sampled_with():
+    """Percents become sigmas of the schedule handed in at sampling time, once per schedule."""
+    tuner = SkipTuner(make_ranges(3, 1.0, 0.5, 0.0, 0.5), 3)
+    small, large = Schedule(10.0), Schedule(100.0)
+    assert tuner.rhos_at(small, 6.0) == (0.5, 0.75, 1.0)
+    assert tuner.rhos_at(small, 4.0) is None
+    assert small.asked == 2  # start and end, resolved once for both calls
+    assert tuner.rhos_at(large, 60.0) == (0.5, 0.75, 1.0)
+    assert tuner.rhos_at(large, 6.0) is None
+
+
+def test_chained_tuners_multiply():
+    schedule = Schedule(10.0)
+    tuners = (SkipTuner(make_ranges(2, 1.0, 0.5), 2), SkipTuner(make_ranges(2, 0.5, 0.5, 0.0, 0.5), 2))
+    assert block_factors(tuners, schedule, 8.0) == (0.25, 0.5)
+    assert block_factors(tuners, schedule, 2.0) == (0.5, 1.0)
+    assert block_factors(tuners[1:], schedule, 2.0) is None
 
 
 @pytest.mark.parametrize("call,match", [

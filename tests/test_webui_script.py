@@ -181,7 +181,7 @@ def test_a1111_model_without_unet_skips_continues_with_a_message():
     sample = p.sample
     runner.process(p)
     assert p.sample == sample
-    assert any("DiTModel has no U-Net skip connections" in c for c in p.comments)
+    assert any("this model (DiTModel) has none" in c for c in p.comments)
 
 
 def test_forge_patches_a_clone_once_per_pass_and_leaves_the_original():
@@ -218,7 +218,7 @@ def test_forge_unet_less_model_continues_with_a_message():
     runner.process(p)
     runner.process_before_every_sampling(p)
     assert p.sd_model.forge_objects.unet is unet
-    assert any("has no U-Net skip connections" in c for c in p.comments)
+    assert any("needs a U-Net with skip connections" in c for c in p.comments)
 
 
 def test_infotext_round_trip_restores_every_control():

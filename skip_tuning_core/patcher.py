@@ -1,0 +1,146 @@
+"""Skip Tuning on hosts with ComfyUI's model patcher: ComfyUI, Forge, reForge and Forge Classic.
+
+Such a host calls `h, hsp = patch(h, hsp, transformer_options)` before output block j concatenates the
+skip `hsp` to `h`, with `transformer_options["block"] == ("output", j)`. Two pieces share the work:
+- a wrapper around the model call (outside the U-Net, so outside a `torch.compile`d one) reads the noise
+  level once per call and resolves the ranges on the model actually sampled, so a node placed before
+  ModelSamplingDiscrete (or any schedule change) means what it says;
+- the output-block patch only multiplies by the per-block factors the wrapper handed it as tensors, so a
+  compiled U-Net stays one graph and a new rho value compiles nothing new.
+Every Skip Tuning applied to one model (chained nodes) is one entry of a tuple; their factors multiply.
+"""
+from .schedule import SkipPlan, SkipTuningError, make_ranges
+
+TUNERS = "skip_tuning"  # model_options["transformer_options"]: every Skip Tuning applied to this model
+SCALES = "skip_tuning_scales"  # one model call's transformer_options: a factor per block, None where it is 1
+WRAPPER_KEY = "skip_tuning"
+APPLY_MODEL = "apply_model"  # comfy.patcher_extension.WrappersMP.APPLY_MODEL (ComfyUI >= 2024-12, reForge)
+SUPPORTED = "SD1.x, SD2.x, SDXL and other checkpoints built on the ldm/sgm UNetModel"
+
+
+def unsupported_message(model_name: str) -> str:
+    """What every host says when a model has no U-Net skips to tune."""
+    return (f"Skip Tuning needs a U-Net with skip connections ({SUPPORTED}); this model ({model_name}) has none. "
+            f"Flux, SD3 and other transformer (DiT) models are not supported.")
+
+
+def output_block_count(patcher) -> int:
+    """How many skips the patcher's U-Net has, counted on the model itself (SDXL base 9; SD1.x/2.x and the
+    SDXL refiner 12); a SkipTuningError naming the model when it has none."""
+    base_model = getattr(patcher, "model", None)
+    unet = getattr(base_model, "diffusion_model", None)
+    blocks = getattr(unet, "output_blocks", None)
+    if not hasattr(unet, "input_blocks") or blocks is None or len(blocks) == 0:
+        name = type(base_model if base_model is not None else patcher).__name__
+        raise SkipTuningError("model: " + unsupported_message(name))
+    return len(blocks)
+
+
+class SkipTuner:
+    """One Skip Tuning setting; resolves its percent ranges to noise levels on the schedule it is sampled with."""
+
+    def __init__(self, ranges, num_blocks: int):
+        self.ranges = tuple(ranges)
+        self.num_blocks = num_blocks
+        self._schedule = None
+        self._plan = None
+
+    def __deepcopy__(self, memo):
+        # ModelPatcher.clone deep-copies model_options; the settings never change, only the cached plan.
+        return self
+
+    def rhos_at(self, schedule, sigma: float):
+        """The per-block rhos at this sigma of `schedule` (its `percent_to_sigma`), or None outside every range."""
+        if self._schedule is not schedule:
+            self._plan = SkipPlan(self.ranges, self.num_blocks, schedule.percent_to_sigma)
+            self._schedule = schedule
+        return self._plan.rhos_at(sigma)
+
+
+def block_factors(tuners, schedule, sigma: float):
+    """The product of every tuner's rhos at this sigma, or None when none of them applies."""
+    factors = None
+    for tuner in tuners:
+        rhos = tuner.rhos_at(schedule, sigma)
+        if rhos is not None:
+            factors = rhos if factors is None else tuple(a * b for a, b in zip(factors, rhos))
+    return factors
+
+
+def sampling_schedule(model):
+    """The noise schedule of the model being sampled: `model_sampling` (ComfyUI, reForge, Forge Classic,
+    after any ModelSampling* node's object patch) or Forge main's `predictor`."""
+    schedule = getattr(model, "model_sampling", None)
+    return schedule if schedule is not None else model.predictor
+
+
+def with_scales(transformer_options: dict, model, x, sigma) -> dict:
+    """This call's transformer_options with the factor tensors for the patch (the one host read of sigma)."""
+    tuners = transformer_options.get(TUNERS)
+    if not tuners:
+        return transformer_options
+    factors = block_factors(tuners, sampling_schedule(model), float(sigma.max()))
+    if factors is None or all(f == 1.0 for f in factors):
+        return transformer_options
+    values = x.new_tensor(factors)  # one small copy to the device per call, none per block
+    return {**transformer_options, SCALES: tuple(None if f == 1.0 else values[j] for j, f in enumerate(factors))}
+
+
+def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={},
+                        **kwargs):
+    """ComfyUI's APPLY_MODEL wrapper: `executor.class_obj` is the BaseModel being sampled, `t` its sigma."""
+    transformer_options = with_scales(transformer_options, executor.class_obj, x, t)
+    return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+
+
+def chained_function_wrapper(inner):
+    """A `model_function_wrapper` (Forge, Forge Classic: no APPLY_MODEL wrappers) that keeps `inner`, if any."""
+    def skip_tuning_function_wrapper(apply_model, args):
+        c = dict(args["c"])
+        c["transformer_options"] = with_scales(c.get("transformer_options", {}), apply_model.__self__,
+                                               args["input"], args["timestep"])
+        args = {**args, "c": c}
+        if inner is not None:
+            return inner(apply_model, args)
+        return apply_model(args["input"], args["timestep"], **c)
+    return skip_tuning_function_wrapper
+
+
+def output_block_patch(h, hsp, transformer_options):
+    """Scale the skip by this call's factor for the block; outside every range there is none."""
+    scales = transformer_options.get(SCALES)
+    if scales is None:
+        return h, hsp
+    factor = scales[transformer_options["block"][1]]
+    if factor is None:
+        return h, hsp
+    # A new tensor: the host (ControlNet, other patches) may still hold the skip it passed in.
+    return h, hsp * factor
+
+
+def is_tuned(patcher) -> bool:
+    """Whether Skip Tuning is already installed on this patcher."""
+    return bool(patcher.model_options.get("transformer_options", {}).get(TUNERS))
+
+
+def skip_tuned(patcher, **settings):
+    """A clone of `patcher` with its skips scaled per `settings` (make_ranges' keywords); `patcher` is untouched.
+
+    Applied to a model that is already tuned, the factors multiply. All-1 settings install nothing.
+    """
+    num_blocks = output_block_count(patcher)
+    tuner = SkipTuner(make_ranges(num_blocks, **settings), num_blocks)
+    patched = patcher.clone()
+    if all(rho == 1.0 for skip_range in tuner.ranges for rho in skip_range.rhos):
+        return patched
+    first = not is_tuned(patched)
+    options = patched.model_options.setdefault("transformer_options", {})
+    options[TUNERS] = tuple(options.get(TUNERS, ())) + (tuner,)
+    if first:
+        patched.set_model_output_block_patch(output_block_patch)
+        if hasattr(patched, "add_wrapper_with_key"):
+            patched.add_wrapper_with_key(APPLY_MODEL, WRAPPER_KEY, apply_model_wrapper)
+        else:
+            patched.set_model_unet_function_wrapper(
+                chained_function_wrapper(patched.model_options.get("model_function_wrapper")))
+    return patched
