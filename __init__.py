@@ -1,6 +1,5 @@
 """Skip Tuning for ComfyUI: the node pack's entry point (the WebUI extension lives in scripts/)."""
-from .nodes import EXPORTS
+from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
-globals().update(EXPORTS)
 WEB_DIRECTORY = "./web"
-__all__ = [*EXPORTS, "WEB_DIRECTORY"]
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -111,11 +111,14 @@ def share_inside(call, timer, rounds, device) -> float:
 
 
 def comfy_call(model, inputs, sigma):
-    """One U-Net call as ComfyUI's sampler makes it (a new sigmas tensor per call)."""
+    """One model call as ComfyUI's sampler makes it: apply_model with the patcher's wrappers, a new sigmas
+    tensor per call."""
     options = model.model_options["transformer_options"].copy()
-    options["sigmas"] = torch.full((inputs["x"].shape[0],), sigma, device=inputs["x"].device)
-    return model.model.diffusion_model(inputs["x"], inputs["timesteps"], inputs["context"], y=inputs.get("y"),
-                                       transformer_options=options)
+    sigmas = torch.full((inputs["x"].shape[0],), sigma, device=inputs["x"].device)
+    options["sigmas"] = sigmas
+    options["wrappers"] = model.wrappers
+    return model.model.apply_model(inputs["x"], sigmas, c_crossattn=inputs["context"], y=inputs.get("y"),
+                                   transformer_options=options)
 
 
 def interleaved_times(calls: dict, repeats: int, device) -> dict:
@@ -157,15 +160,18 @@ def peak_bytes(call, device) -> int:
     return peak
 
 
-def per_block_python_us(patch, hsp, sigma, blocks, rounds=2000) -> float:
-    """Microseconds of Python per block call of a patch that has nothing to do (outside range / rho 1)."""
-    options = {"sigmas": torch.tensor([sigma]), "block": ("output", 0)}
+def per_block_python_us(model, hsp, sigma, blocks, rounds=2000) -> float:
+    """Microseconds of Python per block call when Skip Tuning has nothing to do (outside its range): the
+    wrapper's range check, once per model call, spread over the blocks, plus each block's patch call."""
+    from skip_tuning_core.patcher import output_block_patch, with_scales
+
+    base = model.model_options["transformer_options"]
     start = time.perf_counter()
     for _ in range(rounds):
-        options["sigmas"] = torch.tensor([sigma])  # a new call, so the sigma read is included once
+        options = dict(with_scales(base, model.model, hsp, torch.tensor([sigma])))
         for j in range(blocks):
             options["block"] = ("output", j)
-            patch(hsp, hsp, options)
+            output_block_patch(hsp, hsp, options)
     return (time.perf_counter() - start) / (rounds * blocks) * 1e6
 
 
@@ -193,7 +199,7 @@ def bench_comfy(pack, name, config, latent, batch, repeats, device):
               "context": torch.randn(batch, 77, config["context_dim"], generator=generator).to(device)}
     if config.get("adm_in_channels"):
         inputs["y"] = torch.randn(batch, config["adm_in_channels"], generator=generator).to(device)
-    skip = pack.nodes.skip_tuning.apply
+    skip = pack.nodes.skip_tuning.SkipTuning().apply
 
     def freeu(m):
         return freelunch.FreeU_V2().patch(m, 1.3, 1.4, 0.9, 0.2)[0]
@@ -222,10 +228,9 @@ def bench_comfy(pack, name, config, latent, batch, repeats, device):
     for key, variant in variants.items():
         delta = peak_bytes(lambda v=variant: comfy_call(v, inputs, sigma), device) - base_peak
         result[key].update(peak_delta_bytes=delta, peak_delta_skips=delta / skip_bytes)
-    outside = variants["skip outside range"].model_options["transformer_options"]["patches"]["output_block_patch"][0]
     hsp = torch.zeros(1, 4, 8, 8, device=device)
-    result["skip outside range"]["python_us_per_block"] = per_block_python_us(outside, hsp, sigma,
-                                                                             len(unet.output_blocks))
+    result["skip outside range"]["python_us_per_block"] = per_block_python_us(
+        variants["skip outside range"], hsp, sigma, len(unet.output_blocks))
     return {"model": name, "host": "ComfyUI", "latent": latent, "batch": batch, "variants": result,
             "largest_skip_bytes": skip_bytes}
 

@@ -1,6 +1,25 @@
-"""The ComfyUI node pack: every node's spec, exported through the API this ComfyUI has."""
-from . import lab, skip_tuning, skip_tuning_advanced, skip_tuning_sweep
-from .comfy_api_bridge import exports
+"""The ComfyUI node pack: the Skip Tuning nodes, and the lab nodes where this ComfyUI has what they need."""
+import logging
 
-NODE_SPECS = (skip_tuning.NODE, skip_tuning_advanced.NODE, skip_tuning_sweep.NODE, lab.LOADER, lab.PROMPT)
-EXPORTS = exports(NODE_SPECS)
+from .skip_tuning import SkipTuning
+from .skip_tuning_advanced import SkipTuningAdvanced
+from .skip_tuning_sweep import SkipTuningSweep
+
+NODE_CLASS_MAPPINGS = {
+    "SkipTuning": SkipTuning,
+    "SkipTuningAdvanced": SkipTuningAdvanced,
+    "SkipTuningSweep": SkipTuningSweep,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "SkipTuning": "Skip Tuning",
+    "SkipTuningAdvanced": "Skip Tuning (Advanced)",
+    "SkipTuningSweep": "Skip Tuning Sweep",
+}
+
+try:
+    from . import lab
+except ImportError as error:
+    logging.info("Skip Tuning: lab nodes left out: %s", error)
+else:
+    NODE_CLASS_MAPPINGS.update(lab.NODE_CLASS_MAPPINGS)
+    NODE_DISPLAY_NAME_MAPPINGS.update(lab.NODE_DISPLAY_NAME_MAPPINGS)

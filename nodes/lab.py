@@ -15,7 +15,8 @@ import comfy.sd
 import comfy.supported_models_base
 import comfy.utils
 
-from .spec import Field, NodeSpec, Out
+if not hasattr(comfy.latent_formats, "ChromaRadiance"):
+    raise ImportError("the lab nodes need ComfyUI 0.3.59 or later (its ChromaRadiance pixel-space latent format)")
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "lab_models"
 NULL_DIGIT = 10  # "any digit": the unconditional token, and the negative prompt for CFG
@@ -82,26 +83,44 @@ def digit_conditioning(digit):
     return ([[digit_context(torch.tensor([token])), {}]],)
 
 
-LOADER = NodeSpec(
-    node_id="SkipTuningDigitsLoader",
-    display_name="Load Digits Model (Skip Tuning lab)",
-    category="Skip Tuning/lab",
-    description="Loads the small digits diffusion model shipped with this pack (16x16 pixels, trained on "
-                "scikit-learn's digits) and its pixel-space VAE, to try Skip Tuning without any download. "
-                "Use a 16x16 EmptyChromaRadianceLatentImage.",
-    inputs=(Field("model_name", "COMBO", "A model file from the pack's lab_models folder.",
-                  default=(model_files() or [""])[0], options=tuple(model_files())),),
-    outputs=(Out("MODEL", "model", "The digits U-Net."), Out("VAE", "vae", "Pixel-space VAE (no compression).")),
-    run=load_digits_model,
-)
+class DigitsLoader:
+    @classmethod
+    def INPUT_TYPES(cls):
+        files = model_files()
+        return {"required": {"model_name": (files, {"default": (files or [""])[0],
+                                                    "tooltip": "A model file from the pack's lab_models folder."})}}
 
-PROMPT = NodeSpec(
-    node_id="SkipTuningDigitPrompt",
-    display_name="Digit Prompt (Skip Tuning lab)",
-    category="Skip Tuning/lab",
-    description="Conditioning for the digits model: which digit to draw. 'any' is the unconditional prompt; "
-                "use it as the negative for CFG.",
-    inputs=(Field("digit", "COMBO", "The digit to draw, or 'any'.", default="any", options=DIGIT_CHOICES),),
-    outputs=(Out("CONDITIONING", "conditioning", "Feed to a sampler's positive or negative input."),),
-    run=digit_conditioning,
-)
+    RETURN_TYPES = ("MODEL", "VAE")
+    RETURN_NAMES = ("model", "vae")
+    OUTPUT_TOOLTIPS = ("The digits U-Net.", "Pixel-space VAE (no compression).")
+    FUNCTION = "load"
+    CATEGORY = "Skip Tuning/lab"
+    DESCRIPTION = ("Loads the small digits diffusion model shipped with this pack (16x16 pixels, trained on "
+                   "scikit-learn's digits) and its pixel-space VAE, to try Skip Tuning without any download. "
+                   "Use a 16x16 EmptyChromaRadianceLatentImage.")
+
+    def load(self, model_name):
+        return load_digits_model(model_name)
+
+
+class DigitPrompt:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"digit": (list(DIGIT_CHOICES), {"default": "any",
+                                                             "tooltip": "The digit to draw, or 'any'."})}}
+
+    RETURN_TYPES = ("CONDITIONING",)
+    RETURN_NAMES = ("conditioning",)
+    OUTPUT_TOOLTIPS = ("Feed to a sampler's positive or negative input.",)
+    FUNCTION = "encode"
+    CATEGORY = "Skip Tuning/lab"
+    DESCRIPTION = ("Conditioning for the digits model: which digit to draw. 'any' is the unconditional prompt; "
+                   "use it as the negative for CFG.")
+
+    def encode(self, digit):
+        return digit_conditioning(digit)
+
+
+NODE_CLASS_MAPPINGS = {"SkipTuningDigitsLoader": DigitsLoader, "SkipTuningDigitPrompt": DigitPrompt}
+NODE_DISPLAY_NAME_MAPPINGS = {"SkipTuningDigitsLoader": "Load Digits Model (Skip Tuning lab)",
+                              "SkipTuningDigitPrompt": "Digit Prompt (Skip Tuning lab)"}

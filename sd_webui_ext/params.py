@@ -2,7 +2,8 @@
 import logging
 from dataclasses import dataclass, fields, replace
 
-from skip_tuning_core import SkipTuningError, check_percent, check_rho, parse_numbers, unsupported_message
+from skip_tuning_core import (DEFAULT_RHO_BOTTOM, DEFAULT_RHO_TOP, SkipTuningError, check_percent, check_rho,
+                               parse_numbers, unsupported_message)
 
 INFOTEXT_KEY = "Skip Tuning"
 XYZ_OVERRIDES = "skip_tuning_xyz"  # attribute of each X/Y/Z cell's own `p`
@@ -14,8 +15,8 @@ class SkipParams:
     """What the accordion holds; the same meaning as the ComfyUI node's inputs."""
 
     enabled: bool = False
-    rho_top: float = 1.0
-    rho_bottom: float = 0.8
+    rho_top: float = DEFAULT_RHO_TOP
+    rho_bottom: float = DEFAULT_RHO_BOTTOM
     start_percent: float = 0.0
     end_percent: float = 1.0
     block_rhos: str = ""

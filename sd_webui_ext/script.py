@@ -7,7 +7,7 @@ import gradio as gr
 
 from modules import script_callbacks, scripts, shared
 
-from skip_tuning_core import RHO_MAX
+from skip_tuning_core import HELP, RHO_MAX
 
 from .a1111 import install_for_sampling
 from .forge import is_forge, patch_forge_unet
@@ -19,15 +19,6 @@ try:
     from modules.ui_components import InputAccordion  # A1111 >= 1.7 and Forge
 except ImportError:
     InputAccordion = None
-
-HELP = {
-    "rho_top": "Scale of the skip nearest the input (the last output block). Usually 1.0.",
-    "rho_bottom": "Scale of the deepest skip; the rest are interpolated. Below 1 weakens the skips, above 1 "
-                  "strengthens them. The effect depends on the sampler: compare on your own seeds (X/Y/Z plot).",
-    "start_percent": "Where in the denoising run scaling starts (0 = pure noise).",
-    "end_percent": "Where it ends (1 = the last step).",
-    "block_rhos": "Optional: one rho per output block, deepest first (SD1.x/SD2.x: 12, SDXL: 9). Empty = the ramp.",
-}
 
 
 class SkipTuningScript(scripts.Script):

@@ -6,10 +6,10 @@ import gradio as gr
 
 from modules import shared
 
-from skip_tuning_core import RHO_MAX, SkipTuningError
+from skip_tuning_core import DEFAULT_RHO_BOTTOM, DEFAULT_RHO_TOP, RHO_MAX, SkipTuningError
+from skip_tuning_core.picture import draw_settings
 
 from .params import SkipParams
-from .picture import draw_settings
 
 SECTION = ("skip_tuning", "Skip Tuning")
 HIRES_OPTION = "skip_tuning_in_hires_pass"
@@ -26,14 +26,14 @@ compare on your own seeds with an X/Y/Z plot ("[Skip Tuning] rho_bottom" axis)."
 
 def default_params(enabled=False) -> SkipParams:
     """The accordion's starting values, from Settings."""
-    return SkipParams(enabled=enabled, rho_top=float(getattr(shared.opts, DEFAULT_TOP, 1.0)),
-                      rho_bottom=float(getattr(shared.opts, DEFAULT_BOTTOM, 0.8)))
+    return SkipParams(enabled=enabled, rho_top=float(getattr(shared.opts, DEFAULT_TOP, DEFAULT_RHO_TOP)),
+                      rho_bottom=float(getattr(shared.opts, DEFAULT_BOTTOM, DEFAULT_RHO_BOTTOM)))
 
 
 def on_ui_settings():
     slider = {"minimum": 0.0, "maximum": RHO_MAX, "step": 0.01}
-    shared.opts.add_option(DEFAULT_TOP, shared.OptionInfo(1.0, "Default rho_top", gr.Slider, slider, section=SECTION))
-    shared.opts.add_option(DEFAULT_BOTTOM, shared.OptionInfo(0.8, "Default rho_bottom", gr.Slider, slider,
+    shared.opts.add_option(DEFAULT_TOP, shared.OptionInfo(DEFAULT_RHO_TOP, "Default rho_top", gr.Slider, slider, section=SECTION))
+    shared.opts.add_option(DEFAULT_BOTTOM, shared.OptionInfo(DEFAULT_RHO_BOTTOM, "Default rho_bottom", gr.Slider, slider,
                                                              section=SECTION))
     shared.opts.add_option(HIRES_OPTION, shared.OptionInfo(
         True, "Apply in the hires pass too (off: only the first pass is tuned)", gr.Checkbox, {}, section=SECTION))

@@ -9,7 +9,8 @@ also covers U-Nets that run a block's layers one by one (ComfyUI's and Forge's `
 """
 import torch
 
-from skip_tuning_core import SkipPlan, SkipTuningError, make_ranges, unsupported_message
+from skip_tuning_core import (DEFAULT_RHO_BOTTOM, DEFAULT_RHO_TOP, SkipPlan, SkipTuningError, make_ranges,
+                               unsupported_message)
 
 TIMESTEPS = 1000
 
@@ -77,7 +78,7 @@ class SkipHandle:
         self.remove()
 
 
-def attach(unet: torch.nn.Module, rho_top=1.0, rho_bottom=0.8, start_percent=0.0, end_percent=1.0,
+def attach(unet: torch.nn.Module, rho_top=DEFAULT_RHO_TOP, rho_bottom=DEFAULT_RHO_BOTTOM, start_percent=0.0, end_percent=1.0,
            block_rhos: str = "", ranges: str = "", condition=None) -> SkipHandle:
     """Scale the skips of `unet` while it runs; returns a handle whose `remove()` undoes it.
 

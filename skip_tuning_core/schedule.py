@@ -15,6 +15,9 @@ from typing import Callable, Optional, Sequence, Tuple
 
 RHO_MIN = 0.0
 RHO_MAX = 3.0
+# The paper's rho_top and a rho_bottom inside its 0.5-0.9 range: what every host starts from.
+DEFAULT_RHO_TOP = 1.0
+DEFAULT_RHO_BOTTOM = 0.8
 # Relative tolerance for comparing sigmas: float32 schedules and float64 percent_to_sigma
 # round the same boundary differently.
 SIGMA_RTOL = 1e-4
@@ -78,8 +81,8 @@ def parse_rho_list(text, num_blocks: int, field: str = "block_rhos") -> list:
     rhos = [check_rho(value, f"{field}[{j}]") for j, value in enumerate(parse_numbers(text, field))]
     if len(rhos) != num_blocks:
         raise SkipTuningError(
-            f"{field} has {len(rhos)} values but this U-Net has {num_blocks} output blocks "
-            f"(SD1.x/SD2.x: 12, SDXL: 9); give one value per output block, deepest first"
+            f"{field} has {len(rhos)} values but this U-Net has {num_blocks} output blocks (counted on the "
+            f"model itself); give one value per output block, deepest first"
         )
     return rhos
 
@@ -185,8 +188,8 @@ class SkipPlan:
         return None
 
 
-def make_ranges(num_blocks: int, rho_top=1.0, rho_bottom=0.8, start_percent=0.0, end_percent=1.0,
-                block_rhos: str = "", ranges: str = "") -> list:
+def make_ranges(num_blocks: int, rho_top=DEFAULT_RHO_TOP, rho_bottom=DEFAULT_RHO_BOTTOM, start_percent=0.0,
+                end_percent=1.0, block_rhos: str = "", ranges: str = "") -> list:
     """The ranges a node or script asks for: the ramp (or `block_rhos`) over one range, or `ranges` text."""
     if block_rhos.strip():
         default_rhos = parse_rho_list(block_rhos, num_blocks)

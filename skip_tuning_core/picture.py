@@ -1,13 +1,13 @@
 """Draw Skip Tuning settings: rho per output block, and where in the denoising run they apply."""
 from PIL import Image, ImageDraw
 
-from skip_tuning_core import RHO_MAX, make_ranges
+from .schedule import DEFAULT_RHO_BOTTOM, DEFAULT_RHO_TOP, RHO_MAX, make_ranges
 
 WIDTH, HEIGHT = 640, 300
 MARGIN = 40
 
 
-def draw_settings(num_blocks: int, rho_top=1.0, rho_bottom=0.8, start_percent=0.0, end_percent=1.0,
+def draw_settings(num_blocks: int, rho_top=DEFAULT_RHO_TOP, rho_bottom=DEFAULT_RHO_BOTTOM, start_percent=0.0, end_percent=1.0,
                   block_rhos: str = "") -> Image.Image:
     """A bar per output block (deepest on the left, a line at rho = 1) above a bar of the run (noise -> image)."""
     (skip_range,) = make_ranges(num_blocks, rho_top, rho_bottom, start_percent, end_percent, block_rhos)

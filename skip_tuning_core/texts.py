@@ -1,0 +1,25 @@
+"""The help sentences every host shows, in one place: node tooltips, WebUI hints, docs."""
+
+BLOCK_COUNT = ("as many as the model has output blocks, counted on the model itself (SDXL base: 9; SD1.x, "
+               "SD2.x and the SDXL refiner: 12)")
+
+SAMPLER_NOTE = "The effect depends on the sampler: compare with and without on your own seeds."
+
+HELP = {
+    "rho_top": "Scale of the skip connection nearest the input (the last output block). Usually 1.0.",
+    "rho_bottom": "Scale of the deepest skip connection (the first output block); the blocks in between are "
+                  "interpolated linearly. Below 1 weakens the skips (the paper uses 0.5-0.9 for few-step ODE "
+                  "samplers); above 1 strengthens them. " + SAMPLER_NOTE,
+    "start_percent": "Where in the denoising run the scaling starts: 0 = the first step (pure noise), 1 = the end.",
+    "end_percent": "Where in the denoising run the scaling ends: 1 = the last step.",
+    "block_rhos": f"Optional: one rho per output block, deepest first, {BLOCK_COUNT}. Empty uses the "
+                  "rho_top/rho_bottom ramp.",
+    "ranges": "One range of the denoising run per line (0 = pure noise, 1 = end): 'start-end' uses the values "
+              "above; 'start-end: top, bottom' gives that range its own ramp; 'start-end: r0, r1, ...' its own "
+              "per-block list. Where ranges overlap, the first listed wins; steps outside every range are not "
+              "scaled. '#' starts a comment.",
+}
+
+DESCRIPTION = ("Skip Tuning (Ma et al., ICML 2024): scales the U-Net's skip connections, rho_bottom for the deepest "
+               "and rho_top for the shallowest, linearly in between. Training-free, no extra compute. "
+               + SAMPLER_NOTE)

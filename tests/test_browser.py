@@ -1,0 +1,117 @@
+"""ComfyUI 0.3.64's own frontend, in a real headless Chromium: the example workflows load without a missing-node
+dialog or console error, the node search finds Skip Tuning, the templates browser shows this pack's cards with
+their thumbnails, the node's help page opens, and Run makes images. Screenshots go to lab_output/browser/."""
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from skip_tuning_lab.comfy_server import ComfyServer
+from skip_tuning_lab.hosts import host_tree
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FRONTEND = REPO / ".venv" / "hosts" / "comfyui-0.3.64-frontend"
+SHOTS = REPO / "lab_output" / "browser"
+WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
+PACK = REPO.name  # the folder name ComfyUI lists the pack's templates and web files under
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: run tools/setup.sh")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (tools/setup.sh installs it where apt-get may)")
+    try:
+        root = host_tree("comfyui-0.3.64")
+    except FileNotFoundError as missing:
+        pytest.skip(f"no ComfyUI 0.3.64 to serve the frontend: {missing}")
+    if not FRONTEND.is_dir():
+        pytest.skip(f"ComfyUI 0.3.64's frontend is not installed at {FRONTEND}: run tools/setup.sh")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with ComfyServer(tmp_path_factory.mktemp("comfyui"), root=root, python_path=[FRONTEND]) as server, \
+            sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.errors = []
+        page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: page.errors.append(str(e)))
+        page.on("response", lambda r: page.errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        page.goto(server.url)
+        page.wait_for_function("window.app && window.app.graph && window.app.extensionManager", timeout=120000)
+        page.wait_for_timeout(3000)  # first-start requests (user.css, settings, template index) settle
+        page.keyboard.press("Escape")  # the first-start templates dialog
+        page.server = server
+        yield page
+        browser.close()
+
+
+def new_errors(page, before: int) -> list:
+    return page.errors[before:]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_each_example_workflow_loads_without_a_missing_node_or_an_error(page, path):
+    before = len(page.errors)
+    page.evaluate("wf => window.app.loadGraphData(wf)", json.loads(path.read_text()))
+    page.wait_for_timeout(1500)
+    page.screenshot(path=SHOTS / f"{path.stem}.png")
+    unknown = page.evaluate("window.app.graph.nodes.filter(n => !(n.type in LiteGraph.registered_node_types) "
+                            "&& n.type !== 'Note').map(n => n.type)")
+    assert unknown == []
+    assert "the following node types were not found" not in page.inner_text("body").lower()
+    assert new_errors(page, before) == []
+
+
+def test_the_node_search_finds_skip_tuning(page):
+    page.evaluate("window.app.extensionManager.command.execute('Workspace.SearchBox.Toggle')")
+    box = page.get_by_placeholder("Search Nodes...", exact=False)
+    box.fill("Skip Tuning")
+    page.wait_for_timeout(1000)
+    page.screenshot(path=SHOTS / "node_search.png")
+    results = page.locator(".p-autocomplete-list, .comfy-vue-node-search-container").first.inner_text()
+    assert "Skip Tuning" in results and "Skip Tuning (Advanced)" in results and "Skip Tuning Sweep" in results
+    page.keyboard.press("Escape")
+
+
+def test_the_templates_browser_shows_this_packs_cards_with_thumbnails(page):
+    before = len(page.errors)
+    page.evaluate("window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    page.get_by_text(PACK, exact=True).first.click()
+    page.wait_for_timeout(2000)
+    page.screenshot(path=SHOTS / "templates.png")
+    shown = page.evaluate(f"[...document.querySelectorAll('img')].filter(i => i.src.includes("
+                          f"'/workflow_templates/{PACK}/') && i.complete && i.naturalWidth > 0)"
+                          ".map(i => decodeURIComponent(i.src.split('/').pop()))")
+    assert sorted(shown) == sorted(f"{p.stem}.jpg" for p in WORKFLOWS)
+    assert new_errors(page, before) == []
+    page.keyboard.press("Escape")
+
+
+def test_the_help_page_of_the_node_opens(page):
+    page.evaluate("wf => window.app.loadGraphData(wf)",
+                  json.loads((REPO / "example_workflows" / "lab_digits_ab.json").read_text()))
+    page.evaluate("window.app.canvas.selectNode(window.app.graph.nodes.find(n => n.type === 'SkipTuning'))")
+    page.locator('[data-testid="info-button"]').first.click()
+    heading = (REPO / "web" / "docs" / "SkipTuning.md").read_text().splitlines()[0].lstrip("# ")
+    page.get_by_text(heading, exact=True).first.wait_for(timeout=10000)
+    page.screenshot(path=SHOTS / "help.png")
+
+
+def test_run_makes_the_images_of_the_lab_workflow(page):
+    page.evaluate("wf => window.app.loadGraphData(wf)",
+                  json.loads((REPO / "example_workflows" / "lab_digits_ab.json").read_text()))
+    before = len(page.errors)
+    page.get_by_role("button", name="Run").first.click()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        shown = page.evaluate("window.app.graph.nodes.filter(n => n.type === 'SaveImage')"
+                              ".map(n => (n.imgs || []).length)")
+        if shown and all(shown):
+            break
+        page.wait_for_timeout(1000)
+    page.screenshot(path=SHOTS / "run.png")
+    assert shown and all(shown), shown
+    assert new_errors(page, before) == []
