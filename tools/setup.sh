@@ -27,4 +27,9 @@ if [ -n "$COMFY_064" ]; then
   "${PIP[@]}" --no-deps --target "$VENV/hosts/comfyui-0.3.64-frontend" -r "$VENV/comfyui-0.3.64-frontend.txt"
   "${PIP[@]}" -c requirements/constraints.txt -r "$VENV/comfyui-0.3.64-rest.txt"
 fi
+# Debian's chromium for the browser test; a machine without apt-get, or without root, skips that test.
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
+  { apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } >/dev/null 2>&1 \
+    || echo "setup: Debian's chromium could not be installed; the browser test will skip" >&2
+fi
 echo "$want" > "$STAMP"
