@@ -11,17 +11,14 @@ the noise of the run.
     .venv/bin/python -m bench.compile --update-readme     # and regenerates README's compile section
     .venv/bin/python -m bench.compile --device cuda       # on a GPU
 """
-import argparse
 import json
-import platform
 from pathlib import Path
 
 import torch
 import torch._dynamo
 from torch._dynamo.utils import counters
 
-from bench.cost import SD15_UNET, comfy_call, comfy_model, interleaved_times, pin_to_cores, summarize
-from skip_tuning_lab.comfy_host import boot_comfy, load_pack
+from bench.cost import SD15_UNET, comfy_call, comfy_model, interleaved_times, start_bench, summarize
 from skip_tuning_lab.readme import replace_section
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,23 +84,7 @@ def table(result: dict, graphs: dict) -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--latent", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (and cores the run is pinned to)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench_output" / "compile.json")
-    parser.add_argument("--update-readme", action="store_true")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    if device.type == "cpu":
-        pin_to_cores(args.threads)
-    boot_comfy()
-    import comfy.cli_args
-
-    comfy.cli_args.args.cpu = device.type == "cpu"
-    pack = load_pack()
+    args, device, pack, machine = start_bench(__doc__, "compile.json", repeats=10, latent=32)
     model = comfy_model(SMALL_SD15, device)
     sampling = model.get_model_object("model_sampling")
     sigma = float(sampling.percent_to_sigma(0.5))
@@ -114,9 +95,6 @@ def main():
     graphs = compile_counts(calls)
     print(graphs, flush=True)
     result = summarize(interleaved_times(calls, args.repeats, device), base="compiled")
-    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
-               else f"{platform.processor() or platform.machine()} CPU, pinned to {args.threads} core(s), "
-                    f"{args.threads} thread(s)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"device": machine, "torch": torch.__version__, "repeats": args.repeats,
                                     "latent": args.latent, "graphs": graphs, "variants": result}, indent=1))

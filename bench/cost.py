@@ -414,13 +414,15 @@ def pin_to_cores(count: int):
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:count]))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def start_bench(description: str, out_name: str, repeats: int, latent: int, latent_help: str = None):
+    """A benchmark's command line parsed, its CPU run pinned and ComfyUI started: (args, device, pack, machine),
+    `machine` naming what ran it for the JSON and README."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=4)
-    parser.add_argument("--latent", type=int, default=64, help="SD1.5 latent size (SDXL uses half)")
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--latent", type=int, default=latent, help=latent_help)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (and cores the run is pinned to)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench_output" / "cost.json")
+    parser.add_argument("--out", type=Path, default=REPO / "bench_output" / out_name)
     parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -431,15 +433,20 @@ def main():
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = device.type == "cpu"
-    pack = load_pack()
+    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
+               else f"{platform.processor() or platform.machine()} CPU, pinned to {args.threads} core(s), "
+                    f"{args.threads} thread(s)")
+    return args, device, load_pack(), machine
+
+
+def main():
+    args, device, pack, machine = start_bench(__doc__, "cost.json", repeats=4, latent=64,
+                                              latent_help="SD1.5 latent size (SDXL uses half)")
     runs = [bench_comfy(pack, "SD1.5", SD15_UNET, args.latent, 2, args.repeats, device)]
     print(table(runs), flush=True)
     runs.append(bench_comfy(pack, "SDXL", SDXL_UNET, args.latent // 2, 2, args.repeats, device))
     print(table(runs[-1:]), flush=True)
     runs.append(bench_webui(args.latent, 2, args.repeats, device))
-    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
-               else f"{platform.processor() or platform.machine()} CPU, pinned to {args.threads} core(s), "
-                    f"{args.threads} thread(s)")
     targets = target_rows(runs)
     report = {"device": machine, "torch": torch.__version__, "repeats": args.repeats, "runs": runs,
               "targets": targets}
