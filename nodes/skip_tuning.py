@@ -34,4 +34,3 @@ class SkipTuning:
     def apply(self, model, rho_top, rho_bottom, start_percent, end_percent):
         return (skip_tuned(model, rho_top=rho_top, rho_bottom=rho_bottom, start_percent=start_percent,
                            end_percent=end_percent),)
-

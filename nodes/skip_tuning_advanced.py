@@ -21,4 +21,3 @@ class SkipTuningAdvanced:
 
     def apply(self, model, rho_top, rho_bottom, block_rhos, ranges):
         return (skip_tuned(model, rho_top=rho_top, rho_bottom=rho_bottom, block_rhos=block_rhos, ranges=ranges),)
-

@@ -40,4 +40,3 @@ class SkipTuningSweep:
             models.append(skip_tuned(model, start_percent=start_percent, end_percent=end_percent, **settings))
             labels.append(f"{sweep}_{value:g}")
         return models, labels
-
