@@ -1,13 +1,11 @@
 """The extension's own places in the WebUI: a Settings section and a "Skip Tuning" tab."""
-import json
-from pathlib import Path
-
 import gradio as gr
 
 from modules import shared
 
 from skip_tuning_core import DEFAULT_RHO_BOTTOM, DEFAULT_RHO_TOP, RHO_MAX, SkipTuningError
 from skip_tuning_core.picture import draw_settings
+from skip_tuning_core.presets import load_measurements, presets_markdown
 
 from .params import SkipParams
 
@@ -15,7 +13,6 @@ SECTION = ("skip_tuning", "Skip Tuning")
 HIRES_OPTION = "skip_tuning_in_hires_pass"
 DEFAULT_TOP = "skip_tuning_default_rho_top"
 DEFAULT_BOTTOM = "skip_tuning_default_rho_bottom"
-PRESETS = Path(__file__).resolve().parent / "presets.json"
 
 ABOUT = """Skip Tuning (Ma et al., ICML 2024) multiplies the U-Net's skip connections while sampling: the deepest
 by **rho_bottom**, the one nearest the input by **rho_top**, the rest evenly in between. It can be limited to
@@ -37,20 +34,6 @@ def on_ui_settings():
                                                              section=SECTION))
     shared.opts.add_option(HIRES_OPTION, shared.OptionInfo(
         True, "Apply in the hires pass too (off: only the first pass is tuned)", gr.Checkbox, {}, section=SECTION))
-
-
-def load_presets() -> list:
-    """Presets measured by the lab's quality benchmark (skip_tuning_lab/quality_sweep.py), if it has run."""
-    return json.loads(PRESETS.read_text()) if PRESETS.exists() else []
-
-
-def presets_markdown(presets) -> str:
-    if not presets:
-        return ("No presets: in the shipped quality benchmark no setting's gain beat the seed-to-seed spread "
-                "(README, 'Measured on the digits model'). Compare on your own seeds with the X/Y/Z plot.")
-    lines = ["| preset | rho_top | rho_bottom | measured |", "| --- | --- | --- | --- |"]
-    lines += [f"| {p['name']} | {p['rho_top']:g} | {p['rho_bottom']:g} | {p['measured']} |" for p in presets]
-    return "\n".join(lines)
 
 
 def preview(num_blocks, rho_top, rho_bottom, start, end, block_rhos):
@@ -77,7 +60,7 @@ def build_tab():
                 picture = gr.Image(value=draw_settings(12, defaults.rho_top, defaults.rho_bottom),
                                    type="pil", label="rho per output block, and where in the run it applies")
                 message = gr.Markdown("")
-        gr.Markdown("### Presets\n" + presets_markdown(load_presets()))
+        gr.Markdown("### Presets\n" + presets_markdown(load_measurements()))
         inputs = [num_blocks, rho_top, rho_bottom, start, end, block_rhos]
         for control in inputs:
             control.change(preview, inputs=inputs, outputs=[picture, message])

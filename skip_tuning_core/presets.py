@@ -1,0 +1,52 @@
+"""The measured presets every host shows, read from `presets.json`, which the lab's quality benchmark
+(`skip_tuning_lab/quality_sweep.py --update-readme`) writes from its confirmation run."""
+import json
+from pathlib import Path
+
+PRESETS_FILE = Path(__file__).resolve().with_name("presets.json")
+RECOMMENDED = "recommended"
+NOT_RECOMMENDED = "not recommended"
+
+# ComfyUI's sampler names, as the file stores them, and the names the WebUIs show.
+SAMPLER_LABELS = {"euler": "Euler", "euler_ancestral": "Euler a", "heun": "Heun", "dpmpp_2m": "DPM++ 2M",
+                  "uni_pc": "UniPC", "ddim": "DDIM"}
+
+
+def load_measurements(path: Path = PRESETS_FILE) -> list:
+    """Every confirmed cell: `verdict` is RECOMMENDED (a preset) or NOT_RECOMMENDED (measured to hurt)."""
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def sampler_label(name: str) -> str:
+    return f"{SAMPLER_LABELS.get(name, name)} (`{name}`)"
+
+
+def _evidence(entry: dict) -> str:
+    return (f"FD {entry['fd_off']:.2f} → {entry['fd_tuned']:.2f}, gain {entry['gain']:+.2f} ± {entry['gain_sd']:.2f} "
+            f"({entry['seeds_better']}/{len(entry['seeds'])} seeds better, p = {entry['p']:.3g})")
+
+
+def presets_markdown(entries: list) -> str:
+    """The presets and the settings measured to hurt, as the WebUI tab and the ComfyUI help pages show them."""
+    good = [e for e in entries if e["verdict"] == RECOMMENDED]
+    bad = [e for e in entries if e["verdict"] == NOT_RECOMMENDED]
+    if not entries:
+        return "No measurement has been confirmed yet; compare on your own seeds."
+    lines = []
+    if good:
+        first = good[0]
+        lines += [f"Confirmed on the project's digits model ({first['samples_per_seed']} samples on each of "
+                  f"{len(first['seeds'])} seeds not used to choose the value, {first['test']}, "
+                  f"p < {first['alpha']:g}, gain ≥ {first['min_effect']:.0%} of the distance; whole run, "
+                  "rho_top 1). A lower Fréchet distance (FD) is better.", "",
+                  "| sampler | steps | rho_top | rho_bottom | measured |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {sampler_label(e['sampler'])} | {e['steps']} | {e['rho_top']:g} | {e['rho_bottom']:g} | "
+                  f"{_evidence(e)} |" for e in good]
+    else:
+        lines.append("No setting's gain was confirmed on new seeds, so there are no presets.")
+    if bad:
+        lines += ["", "**Not recommended** (measured to make samples worse on the same seeds):", ""]
+        lines += [f"- {sampler_label(e['sampler'])}, {e['steps']} steps, rho_bottom {e['rho_bottom']:g}: "
+                  f"{_evidence(e)}" for e in bad]
+    lines += ["", "A small model's numbers say little about large ones: compare on your own seeds."]
+    return "\n".join(lines)
