@@ -17,7 +17,9 @@ def install_for_sampling(p, params: SkipParams, in_hires_pass: bool) -> bool:
     except SkipTuningError:
         report_unsupported(p, unet)
         return False
-    sample = p.sample
+    # Loopback, SD upscale and the outpainting scripts run process_images on the same `p` again: wrap the
+    # host's own `sample`, never an earlier run's wrapper, or each run would compound rho.
+    sample = getattr(p.sample, "skip_tuning_wraps", p.sample)
     condition = None if in_hires_pass else (lambda: not getattr(p, "is_hr_pass", False))
 
     def sample_with_skip_tuning(*args, **kwargs):
@@ -25,5 +27,6 @@ def install_for_sampling(p, params: SkipParams, in_hires_pass: bool) -> bool:
                     params.block_rhos, condition=condition):
             return sample(*args, **kwargs)
 
+    sample_with_skip_tuning.skip_tuning_wraps = sample
     p.sample = sample_with_skip_tuning
     return True

@@ -76,6 +76,8 @@ def main():
         labelled_grid(rows).save(grid_path)
         (args.out / "demo_quality.json").write_text(json.dumps(report, indent=1))
         print(f"\nsame seed in every row; 6 Euler steps; images in {server.base_dir / 'output'}")
+        print("one seed only: these figures show the pipeline works, not that a setting is better; the "
+              "confirmed table (other seeds, paired test) is README's 'Measured on the digits model'")
         print(f"grid: {grid_path}\n(the 'rho_bottom 1' row and 'off' are the same run of the model; "
               f"{time.monotonic() - started:.0f} s)")
         if args.serve:

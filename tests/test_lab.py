@@ -40,22 +40,57 @@ def sweep(comfy_nodes_loaded):
 
 
 def test_quick_mode_runs_end_to_end(comfy_nodes_loaded, tmp_path, monkeypatch):
-    """`quality_sweep --quick`: finite figures for both settings, the plot and the report written."""
+    """`quality_sweep --quick`: selection on one seed, confirmation of the pick on two others, the estimator
+    floor, the same-noise grid and the report written, with finite figures throughout."""
     monkeypatch.setattr(sys, "argv", ["quality_sweep", "--quick", "--threads", "1", "--out", str(tmp_path)])
     quality_sweep.main()
     torch.set_num_threads(1)
     report = json.loads((tmp_path / "quality.json").read_text())
-    assert {cell["rho_bottom"] for cell in report["cells"]} == {1.0, 0.8}
-    for cell in report["cells"]:
+    assert {cell["rho_bottom"] for cell in report["selection"]} == {1.0, 0.8}
+    assert not set(report["selection_seeds"]) & set(report["confirmation_seeds"]), "confirmation seeds are fresh"
+    for cell in report["selection"]:
         assert all(math.isfinite(v) for v in cell["fd"] + cell["confidence"])
-    assert report["best"][0]["best_rho_bottom"] in (1.0, 0.8)
-    assert not report["best"][0]["exceeds_spread"], "one seed has no spread to beat"
-    assert math.isfinite(report["real_digits_fd"][0])
-    png = (tmp_path / "quality_euler.png").read_bytes()
-    assert len(png) > 1000 and png[:4] == b"\x89PNG"
+    (row,) = report["confirmation"]
+    assert row["rho_bottom"] == 0.8 and "default" in row["role"]
+    assert row["verdict"] in ("helps", "hurts", "no clear effect") and 0.0 <= row["p_better"] <= 1.0
+    assert math.isclose(row["p_better"] + row["p_worse"], 1.0, rel_tol=1e-9), "the two one-sided tests"
+    assert report["floor"]["fd"][0] > report["floor"]["fd_all"], "fewer samples, larger distance (the FD bias)"
+    assert set(report["pixels"]) == {"real digits", "rho_bottom 1", "rho_bottom 0.9", "rho_bottom 0.8", "rho_bottom 0.7"}
+    for name in ("quality_euler.png", "quality_grid.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     text = (tmp_path / "quality.md").read_text()
-    assert "| euler | 4 |" in text and "**A partial sweep**" in text
+    assert "| euler | 4 | 0.8 | pick and default |" in text and "**A partial run**" in text
     assert f"quality_sweep --quick --threads 1 --out {tmp_path}`" in text, "the command as it was run"
+
+
+def test_paired_verdict_matches_the_t_statistic_by_hand():
+    """Gains 3, 4, 5 on an FD of ~50: t = 4 / (1 / sqrt 3); one-sided p from Student's t with 2 df."""
+    from scipy.stats import t as student
+
+    off, tuned = [50.0, 52.0, 48.0], [47.0, 48.0, 43.0]
+    row = quality_sweep.paired_verdict(off, tuned)
+    t_value = 4.0 / (1.0 / math.sqrt(3))
+    assert math.isclose(row["p_better"], student.sf(t_value, 2), rel_tol=1e-9)
+    assert row["verdict"] == "helps" and row["seeds_better"] == 3 and math.isclose(row["gain"], 4.0)
+    assert quality_sweep.paired_verdict(tuned, off)["verdict"] == "hurts"
+    tiny = quality_sweep.paired_verdict([50.0, 50.0, 50.0], [49.8, 49.7, 49.75])
+    assert tiny["p_better"] < 0.05 and tiny["verdict"] == "no clear effect", "below the minimum effect"
+
+
+def test_presets_file_holds_only_confirmed_cells_and_every_host_shows_it():
+    """skip_tuning_core/presets.json: each preset passed the confirmation rule it records; the ComfyUI help
+    pages carry the same text the WebUI tab builds from it."""
+    from skip_tuning_core.presets import RECOMMENDED, load_measurements, presets_markdown
+    from skip_tuning_lab.readme import section
+
+    entries = load_measurements()
+    for entry in entries:
+        assert entry["p"] < entry["alpha"] and abs(entry["gain"]) >= entry["min_effect"] * entry["fd_off"] - 1e-3
+        assert (entry["gain"] > 0) == (entry["verdict"] == RECOMMENDED)
+        assert not set(entry["seeds"]) & set(quality_sweep.SELECTION_SEEDS)
+        assert entry["start_percent"] == 0.0 and entry["end_percent"] == 1.0
+    for page in quality_sweep.HELP_PAGES:
+        assert section(page, "presets") == presets_markdown(entries)
 
 
 def test_quick_mode_never_writes_readme(monkeypatch):

@@ -141,6 +141,18 @@ def test_a1111_rho_one_is_bit_identical():
     assert torch.equal(identity.images[0], plain.images[0])
 
 
+def test_a1111_rerun_on_the_same_p_scales_once():
+    """Loopback runs process_images on the same `p` again (A1111 1.10.1 scripts/loopback.py, the loop around
+    `processing.process_images(p)`): every run is made with rho once, not rho to the power of the run."""
+    model = LdmModel()
+    p, first = generate(model, ON)
+    second = processing.process_images(p)
+    third = processing.process_images(p)
+    assert torch.equal(second.images[0], first.images[0]) and torch.equal(third.images[0], first.images[0])
+    assert not hasattr(p.sample.skip_tuning_wraps, "skip_tuning_wraps"), "one wrapper deep"
+    assert hooks_left(model.model.diffusion_model) == 0
+
+
 def test_a1111_error_during_sampling_leaves_no_hook():
     model = LdmModel()
     unet = model.model.diffusion_model
