@@ -30,3 +30,13 @@ def install_for_sampling(p, params: SkipParams, in_hires_pass: bool) -> bool:
     sample_with_skip_tuning.skip_tuning_wraps = sample
     p.sample = sample_with_skip_tuning
     return True
+
+
+def fail_when_sampling(p, error: SkipTuningError) -> None:
+    """Make this generation fail with `error`: the host reports an exception raised in a script's `process`
+    to the console and carries on untuned, but one raised in `p.sample` fails the request, so the API caller
+    gets the message (the field and its allowed range)."""
+    def sample_refused(*args, **kwargs):
+        raise error
+
+    p.sample = sample_refused

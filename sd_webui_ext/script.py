@@ -7,9 +7,9 @@ import gradio as gr
 
 from modules import script_callbacks, scripts, shared
 
-from skip_tuning_core import HELP, RHO_MAX
+from skip_tuning_core import HELP, RHO_MAX, SkipTuningError
 
-from .a1111 import install_for_sampling
+from .a1111 import fail_when_sampling, install_for_sampling
 from .forge import is_forge, patch_forge_unet
 from .params import ARG_NAMES, INFOTEXT_KEY, params_from_args, params_from_infotext, with_xyz_overrides
 from .settings_ui import HIRES_OPTION, default_params, on_ui_settings, on_ui_tabs
@@ -58,7 +58,11 @@ class SkipTuningScript(scripts.Script):
         return controls
 
     def process(self, p, *args):
-        params = with_xyz_overrides(params_from_args(args, default_params(enabled=False)), p)
+        try:
+            params = with_xyz_overrides(params_from_args(args, default_params(enabled=False)), p)
+        except SkipTuningError as error:
+            fail_when_sampling(p, error)
+            raise
         if not params.enabled:
             return
         p.extra_generation_params[INFOTEXT_KEY] = params.infotext()

@@ -318,6 +318,14 @@ def test_bad_api_args_name_the_field(args, field):
         params_from_args(args)
 
 
+@pytest.mark.parametrize("model_class", [LdmModel, ForgeModel])
+def test_bad_api_value_fails_the_generation_with_the_field(model_class):
+    """The host catches exceptions raised in `process` (A1111 1.10.1 modules/scripts.py 828-834) and would
+    return an untuned image; the error has to reach the caller through the generation itself."""
+    with pytest.raises(SkipTuningError, match="rho_bottom"):
+        generate(model_class(), [{"rho_bottom": 9}])
+
+
 def test_wrong_block_count_fails_before_sampling_with_the_field_name():
     model = LdmModel()
     with pytest.raises(SkipTuningError, match="block_rhos has 2 values but this U-Net has 9 output blocks"):

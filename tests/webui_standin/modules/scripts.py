@@ -1,4 +1,5 @@
 """Mirrors A1111 modules/scripts.py: Script, AlwaysVisible, scripts_data, and ScriptRunner's call order."""
+import logging
 from collections import namedtuple
 
 AlwaysVisible = object()
@@ -64,13 +65,21 @@ class ScriptRunner:
                 script.args_to = len(self.inputs)
         return self.inputs
 
+    # A1111 1.10.1 modules/scripts.py lines 828-842: an exception in `process` or
+    # `process_before_every_sampling` is reported to the console and the generation goes on.
     def process(self, p):
         for script in self.alwayson_scripts:
-            script.process(p, *p.script_args[script.args_from:script.args_to])
+            try:
+                script.process(p, *p.script_args[script.args_from:script.args_to])
+            except Exception:
+                logging.getLogger("webui_standin").exception("Error running process: %s", script)
 
     def process_before_every_sampling(self, p, **kwargs):
         for script in self.alwayson_scripts:
-            script.process_before_every_sampling(p, *p.script_args[script.args_from:script.args_to], **kwargs)
+            try:
+                script.process_before_every_sampling(p, *p.script_args[script.args_from:script.args_to], **kwargs)
+            except Exception:
+                logging.getLogger("webui_standin").exception("Error running process_before_every_sampling: %s", script)
 
     def postprocess(self, p, processed):
         for script in self.alwayson_scripts:
