@@ -99,6 +99,23 @@ def params_from_infotext(text):
         return None
 
 
+def paste_key(name: str) -> str:
+    """The parameter name of one control in A1111's paste machinery; "Send to img2img" copies a control
+    only when this name, a string, is listed in the script's `paste_field_names`."""
+    return f"{INFOTEXT_KEY} {name}"
+
+
+def expand_infotext(infotext: str, params: dict) -> None:
+    """An `infotext_pasted` callback: the one compact "Skip Tuning" value becomes one entry per control
+    (a PNG without it turns the accordion off; a malformed one leaves every control as it is)."""
+    if INFOTEXT_KEY not in params:
+        params[paste_key("enabled")] = False
+        return
+    pasted = params_from_infotext(params[INFOTEXT_KEY])
+    if pasted is not None:
+        params.update({paste_key(name): getattr(pasted, name) for name in ARG_NAMES})
+
+
 def report_unsupported(p, model) -> None:
     """Say, in the console and under the image, that this model has no skips to tune; generation goes on."""
     message = f"Skip Tuning: {unsupported_message(type(model).__name__)} This image was generated without it."

@@ -11,7 +11,7 @@ from skip_tuning_core import HELP, RHO_MAX, SkipTuningError
 
 from .a1111 import fail_when_sampling, install_for_sampling
 from .forge import is_forge, patch_forge_unet
-from .params import ARG_NAMES, INFOTEXT_KEY, params_from_args, params_from_infotext, with_xyz_overrides
+from .params import ARG_NAMES, INFOTEXT_KEY, expand_infotext, params_from_args, paste_key, with_xyz_overrides
 from .settings_ui import HIRES_OPTION, default_params, on_ui_settings, on_ui_tabs
 from .xyz import register_xyz_axes
 
@@ -53,8 +53,8 @@ class SkipTuningScript(scripts.Script):
             block_rhos = gr.Textbox("", label="Per-block rho (optional)", info=HELP["block_rhos"],
                                     elem_id=self.elem_id("block_rhos"))
         controls = [enabled, rho_top, rho_bottom, start, end, block_rhos]
-        self.infotext_fields = [(control, pasted(name)) for control, name in zip(controls, ARG_NAMES)]
-        self.paste_field_names = [INFOTEXT_KEY]
+        self.infotext_fields = [(control, paste_key(name)) for control, name in zip(controls, ARG_NAMES)]
+        self.paste_field_names = [paste_key(name) for name in ARG_NAMES]
         return controls
 
     def process(self, p, *args):
@@ -79,16 +79,7 @@ class SkipTuningScript(scripts.Script):
             patch_forge_unet(p, params)
 
 
-def pasted(name):
-    """An infotext reader for one control: None (leave it) unless the PNG has a valid Skip Tuning value."""
-    def read(infotext: dict):
-        if INFOTEXT_KEY not in infotext:
-            return False if name == "enabled" else None
-        params = params_from_infotext(infotext[INFOTEXT_KEY])
-        return None if params is None else getattr(params, name)
-    return read
-
-
 script_callbacks.on_ui_settings(on_ui_settings)
 script_callbacks.on_ui_tabs(on_ui_tabs)
 script_callbacks.on_before_ui(register_xyz_axes)
+script_callbacks.on_infotext_pasted(expand_infotext)

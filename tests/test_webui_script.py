@@ -233,26 +233,44 @@ def test_forge_unet_less_model_continues_with_a_message():
     assert any("needs a U-Net with skip connections" in c for c in p.comments)
 
 
+def paste(fields, infotext_params):
+    """A1111 1.10.1 modules/infotext_utils.py connect_paste (lines 486-495): the infotext_pasted callbacks
+    run on the parsed parameters, then each field reads its key (a callable is called, a string looked up)."""
+    params = dict(infotext_params)
+    script_callbacks.infotext_pasted_callback("", params)
+    return [key(params) if callable(key) else params.get(key) for _, key in fields]
+
+
 def test_infotext_round_trip_restores_every_control():
     model = LdmModel()
     args = [True, 0.95, 0.55, 0.1, 0.9, "0.5, 0.6, 0.7, 0.8, 0.9, 1, 1, 1, 1"]
     p, _ = generate(model, args)
-    pasted = {INFOTEXT_KEY: p.extra_generation_params[INFOTEXT_KEY], "Steps": "20"}
     runner, controls = make_runner()
-    fields = runner.alwayson_scripts[0].infotext_fields
-    values = [reader(pasted) for _, reader in fields]
+    values = paste(runner.alwayson_scripts[0].infotext_fields,
+                   {INFOTEXT_KEY: p.extra_generation_params[INFOTEXT_KEY], "Steps": "20"})
     assert values[:5] == args[:5]
     assert params_from_args(values) == params_from_args(args)
+
+
+def test_send_to_img2img_copies_every_control():
+    """"Send to img2img" (infotext_utils.py lines 169-173) copies the source tab's fields whose name, a
+    string, is in paste_field_names into the target tab's fields of the same name."""
+    txt2img, source = make_runner(False)
+    img2img, target = make_runner(True)
+    names = txt2img.alwayson_scripts[0].paste_field_names
+    copied_from = [field for field, name in txt2img.alwayson_scripts[0].infotext_fields if name in names]
+    copied_to = [field for field, name in img2img.alwayson_scripts[0].infotext_fields if name in names]
+    assert copied_from == source and copied_to == target
 
 
 def test_malformed_infotext_is_ignored_with_a_warning(caplog):
     runner, _ = make_runner()
     fields = runner.alwayson_scripts[0].infotext_fields
     with caplog.at_level(logging.WARNING, logger="skip_tuning"):
-        values = [reader({INFOTEXT_KEY: "rho_top=abc; rho_bottom=0.8"}) for _, reader in fields]
+        values = paste(fields, {INFOTEXT_KEY: "rho_top=abc; rho_bottom=0.8"})
     assert values == [None] * len(ARG_NAMES)
     assert "ignoring the pasted value" in caplog.text
-    assert [reader({"Steps": "20"}) for _, reader in fields] == [False] + [None] * (len(ARG_NAMES) - 1)
+    assert paste(fields, {"Steps": "20"}) == [False] + [None] * (len(ARG_NAMES) - 1)
 
 
 class AxisOption:

@@ -1,5 +1,7 @@
-"""Mirrors A1111 modules/script_callbacks.py: on_ui_settings, on_ui_tabs, on_before_ui and their callers."""
-callback_map = {"callbacks_ui_settings": [], "callbacks_ui_tabs": [], "callbacks_before_ui": []}
+"""Mirrors A1111 modules/script_callbacks.py: on_ui_settings, on_ui_tabs, on_before_ui, on_infotext_pasted
+(lines 378-383, 572-578) and their callers."""
+callback_map = {"callbacks_ui_settings": [], "callbacks_ui_tabs": [], "callbacks_before_ui": [],
+                "callbacks_infotext_pasted": []}
 
 
 def on_ui_settings(callback, *, name=None):
@@ -29,3 +31,12 @@ def ui_tabs_callback():
 def before_ui_callback():
     for callback in callback_map["callbacks_before_ui"]:
         callback()
+
+
+def on_infotext_pasted(callback, *, name=None):
+    callback_map["callbacks_infotext_pasted"].append(callback)
+
+
+def infotext_pasted_callback(infotext, params):
+    for callback in callback_map["callbacks_infotext_pasted"]:
+        callback(infotext, params)
