@@ -1,7 +1,7 @@
 """AUTOMATIC1111: hooks on the loaded U-Net that exist only while this generation's `p.sample` runs."""
 from skip_tuning_core import SkipTuningError
 
-from .params import SkipParams, report_unsupported
+from .params import SkipParams, report_no_effect, report_unsupported
 from .unet_hooks import attach, skip_widths
 
 
@@ -23,6 +23,11 @@ def install_for_sampling(p, params: SkipParams, in_hires_pass: bool) -> bool:
     condition = None if in_hires_pass else (lambda: not getattr(p, "is_hr_pass", False))
 
     def sample_with_skip_tuning(*args, **kwargs):
+        replacement = replaced_unet()
+        if replacement is not None:
+            report_no_effect(p, f"the U-Net is replaced by {getattr(getattr(replacement, 'option', None), 'label', type(replacement).__name__)!r} "
+                                "(Settings, SD Unet), which runs its own layers, not the ones Skip Tuning hooks")
+            return sample(*args, **kwargs)
         with attach(unet, params.rho_top, params.rho_bottom, params.start_percent, params.end_percent,
                     params.block_rhos, condition=condition):
             return sample(*args, **kwargs)
@@ -40,3 +45,15 @@ def fail_when_sampling(p, error: SkipTuningError) -> None:
         raise error
 
     p.sample = sample_refused
+
+
+def replaced_unet():
+    """The U-Net A1111's `sd_unet` put in place of the loaded one (TensorRT and the like), or None.
+
+    A1111 activates it after the scripts' `process` (modules/processing.py, `sd_unet.apply_unet()` after
+    `p.scripts.process(p)`), so it is looked up when sampling starts."""
+    try:
+        from modules import sd_unet
+    except ImportError:  # a WebUI without the mechanism
+        return None
+    return getattr(sd_unet, "current_unet", None)

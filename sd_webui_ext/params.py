@@ -116,9 +116,17 @@ def expand_infotext(infotext: str, params: dict) -> None:
         params.update({paste_key(name): getattr(pasted, name) for name in ARG_NAMES})
 
 
-def report_unsupported(p, model) -> None:
-    """Say, in the console and under the image, that this model has no skips to tune; generation goes on."""
-    message = f"Skip Tuning: {unsupported_message(type(model).__name__)} This image was generated without it."
+def tell(p, message: str) -> None:
+    """In the console and in the image's comment (the infotext), where the person who generated it sees it."""
     log.warning(message)
     if callable(getattr(p, "comment", None)):
         p.comment(message)
+
+
+def report_no_effect(p, why: str) -> None:
+    tell(p, f"Skip Tuning had no effect: {why}. This image was generated without it.")
+
+
+def report_unsupported(p, model) -> None:
+    """The model has no skips to tune; generation goes on."""
+    tell(p, f"Skip Tuning: {unsupported_message(type(model).__name__)} This image was generated without it.")

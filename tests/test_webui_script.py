@@ -153,6 +153,21 @@ def test_a1111_rerun_on_the_same_p_scales_once():
     assert hooks_left(model.model.diffusion_model) == 0
 
 
+def test_a1111_unet_replaced_through_sd_unet_says_skip_tuning_had_no_effect(monkeypatch):
+    """A U-Net from A1111's sd_unet (TensorRT and the like) runs instead of the hooked layers: the image's
+    comment and the console say Skip Tuning had no effect, and the image equals the untuned one."""
+    from modules import sd_unet
+
+    model = LdmModel()
+    _, plain = generate(model, OFF)
+    replacement = types.SimpleNamespace(option=types.SimpleNamespace(label="TRT: model"))
+    monkeypatch.setattr(sd_unet, "current_unet", replacement)
+    p, processed = generate(model, ON)
+    assert torch.equal(processed.images[0], plain.images[0])
+    assert any("had no effect" in c and "'TRT: model'" in c for c in p.comments)
+    assert hooks_left(model.model.diffusion_model) == 0
+
+
 def test_a1111_error_during_sampling_leaves_no_hook():
     model = LdmModel()
     unet = model.model.diffusion_model
