@@ -1,7 +1,7 @@
 """AUTOMATIC1111: hooks on the loaded U-Net that exist only while this generation's `p.sample` runs."""
 from skip_tuning_core import SkipTuningError
 
-from .params import SkipParams, report_no_effect, report_unsupported
+from .params import SkipParams, report_no_effect, report_unsupported, tell
 from .unet_hooks import attach, skip_widths
 
 
@@ -25,12 +25,21 @@ def install_for_sampling(p, params: SkipParams, in_hires_pass: bool) -> bool:
     def sample_with_skip_tuning(*args, **kwargs):
         replacement = replaced_unet()
         if replacement is not None:
-            report_no_effect(p, f"the U-Net is replaced by {getattr(getattr(replacement, 'option', None), 'label', type(replacement).__name__)!r} "
-                                "(Settings, SD Unet), which runs its own layers, not the ones Skip Tuning hooks")
+            name = getattr(getattr(replacement, "option", None), "label", type(replacement).__name__)
+            report_no_effect(p, f"the U-Net is replaced by {name!r} (Settings, SD Unet), which runs its own "
+                                "layers, not the ones Skip Tuning hooks")
             return sample(*args, **kwargs)
-        with attach(unet, params.rho_top, params.rho_bottom, params.start_percent, params.end_percent,
-                    params.block_rhos, condition=condition):
-            return sample(*args, **kwargs)
+        try:
+            with attach(unet, params.rho_top, params.rho_bottom, params.start_percent, params.end_percent,
+                        params.block_rhos, condition=condition):
+                return sample(*args, **kwargs)
+        finally:
+            # The refiner and a hires checkpoint load another model mid-generation (A1111 1.10.1
+            # modules/sd_samplers_common.py apply_refiner, modules/processing.py before sample_hr_pass); when
+            # it is a new object the hooks stayed on the first U-Net. Weights loaded into the same one stay tuned.
+            if p.sd_model.model.diffusion_model is not unet:
+                tell(p, "Skip Tuning tuned only the first model: the refiner or hires checkpoint that took "
+                        "over during this generation was sampled without it.")
 
     sample_with_skip_tuning.skip_tuning_wraps = sample
     p.sample = sample_with_skip_tuning

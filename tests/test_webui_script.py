@@ -168,6 +168,28 @@ def test_a1111_unet_replaced_through_sd_unet_says_skip_tuning_had_no_effect(monk
     assert hooks_left(model.model.diffusion_model) == 0
 
 
+def test_a1111_model_swapped_mid_generation_is_reported(monkeypatch):
+    """A refiner or hires checkpoint that is another model object (A1111's `p.sd_model` is `shared.sd_model`,
+    which reload_model_weights replaces) keeps the first pass tuned and says the rest was not."""
+    model, refiner = LdmModel(), LdmModel(ldm_unet("sd1"))
+    _, untuned = generate(model, OFF, enable_hr=True)
+    p_same, _ = generate(model, ON, enable_hr=True)
+    assert not p_same.comments, "no swap, no message"
+    original = LdmModel.run_sampler
+
+    def swap_before_hires(self, p, x, cond, timesteps):
+        if p.is_hr_pass:
+            p.sd_model = refiner
+            return original(refiner, p, x, cond, timesteps)
+        return original(self, p, x, cond, timesteps)
+
+    monkeypatch.setattr(LdmModel, "run_sampler", swap_before_hires)
+    p, processed = generate(model, ON, enable_hr=True)
+    assert any("tuned only the first model" in c for c in p.comments)
+    assert hooks_left(model.model.diffusion_model) == 0 and hooks_left(refiner.model.diffusion_model) == 0
+    assert not torch.equal(processed.images[0], untuned.images[0]), "the first pass was tuned"
+
+
 def test_a1111_error_during_sampling_leaves_no_hook():
     model = LdmModel()
     unet = model.model.diffusion_model
