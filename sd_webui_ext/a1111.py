@@ -11,7 +11,11 @@ def install_for_sampling(p, params: SkipParams, in_hires_pass: bool) -> bool:
     The hooks go on at each call and come off when it returns, raises or is interrupted, so no hook
     outlives the generation and nothing is stored outside `p`.
     """
-    unet = p.sd_model.model.diffusion_model
+    unet = getattr(getattr(p.sd_model, "model", None), "diffusion_model", None)
+    if unet is None:  # SD.Next runs diffusers pipelines through the same script API
+        report_no_effect(p, f"this WebUI's model ({type(p.sd_model).__name__}) is not an ldm/sgm model with a "
+                            "U-Net at model.diffusion_model; diffusers pipelines (SD.Next) are not supported yet")
+        return False
     try:
         skip_widths(unet)
     except SkipTuningError:
