@@ -1,0 +1,134 @@
+"""skip_tuning_diffusers on the real diffusers from PyPI: tiny random-weight UNet2DConditionModels built from
+configs (SD1-like: 12 skips, SDXL-like: 9) and a real StableDiffusionPipeline of tiny random components."""
+import pytest
+import torch
+
+from skip_tuning_core import SkipTuningError
+from skip_tuning_lab.comfy_host import declare_torchvision_ops
+
+
+@pytest.fixture(scope="module")
+def diffusers():
+    # diffusers imports transformers, which imports torchvision; its ops need declaring beside the CPU torch
+    # here (the helper says why). Nothing tested here uses them.
+    declare_torchvision_ops()
+    import diffusers
+
+    import skip_tuning_diffusers
+    return diffusers, skip_tuning_diffusers
+
+
+CONFIGS = {
+    "sd1": dict(block_out_channels=(32, 32, 64, 64), layers_per_block=2, cross_attention_dim=32,
+                down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3),
+    "sdxl": dict(block_out_channels=(32, 64, 64), layers_per_block=2, cross_attention_dim=32,
+                 transformer_layers_per_block=(1, 2, 2),
+                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                 up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")),
+}
+SKIPS = {"sd1": 12, "sdxl": 9}
+
+
+def tiny_unet(diffusers, kind):
+    torch.manual_seed(0)
+    unet = diffusers[0].UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, attention_head_dim=8,
+                                             norm_num_groups=32, **CONFIGS[kind])
+    with torch.no_grad():  # random weights that make every skip matter (diffusers zero-inits some outputs)
+        for parameter in unet.parameters():
+            parameter.normal_(0.0, 0.05)
+    return unet.eval()
+
+
+def run(unet, t, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x, context = torch.randn(2, 4, 16, 16, generator=generator), torch.randn(2, 7, 32, generator=generator)
+    with torch.no_grad():
+        return unet(x, torch.tensor([t, t * 0.5]), context).sample
+
+
+def reference(unet, rhos):
+    """Skip j scaled at another point: the `res_hidden_states_tuple` each up block receives (its resnet k
+    takes the tuple's element -1-k), by hooks on the up blocks, not on the resnets."""
+    handles, offset = [], 0
+    for block in unet.up_blocks:
+        count = len(block.resnets)
+
+        def scale(module, args, kwargs, offset=offset, count=count):
+            skips = list(kwargs["res_hidden_states_tuple"])
+            for k in range(count):
+                skips[-1 - k] = skips[-1 - k] * rhos[offset + k]
+            return args, {**kwargs, "res_hidden_states_tuple": tuple(skips)}
+
+        handles.append(block.register_forward_pre_hook(scale, with_kwargs=True))
+        offset += count
+    return handles
+
+
+def hooks_left(unet):
+    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in unet.modules())
+
+
+@pytest.mark.parametrize("kind", ["sd1", "sdxl"])
+def test_attach_equals_skips_scaled_on_the_up_blocks(diffusers, kind):
+    unet = tiny_unet(diffusers, kind)
+    resnets, _ = diffusers[1].skip_resnets(unet)
+    assert len(resnets) == SKIPS[kind]
+    rhos = [0.6 + 0.4 * j / (SKIPS[kind] - 1) for j in range(SKIPS[kind])]  # deepest (j = 0) first
+    untuned = run(unet, 600.0)
+    handles = reference(unet, rhos)
+    expected = run(unet, 600.0)
+    for handle in handles:
+        handle.remove()
+    with diffusers[1].attach(unet, rho_top=1.0, rho_bottom=0.6):
+        tuned = run(unet, 600.0)
+    torch.testing.assert_close(tuned, expected, rtol=1e-5, atol=1e-6)
+    assert (tuned - untuned).abs().max() > 1e-3 * untuned.abs().max()
+    assert torch.equal(run(unet, 600.0), untuned) and hooks_left(unet) == 0
+
+
+def test_rho_one_is_bit_identical_and_installs_nothing(diffusers):
+    unet = tiny_unet(diffusers, "sd1")
+    untuned = run(unet, 400.0)
+    handle = diffusers[1].attach(unet, rho_top=1.0, rho_bottom=1.0)
+    assert hooks_left(unet) == 0 and torch.equal(run(unet, 400.0), untuned)
+    handle.remove()
+
+
+def test_range_gates_on_the_largest_timestep_of_the_call(diffusers):
+    """start 0.3, end 0.7: t in [(1 - 0.7) x 999, (1 - 0.3) x 999] = [299.7, 699.3], closed."""
+    unet = tiny_unet(diffusers, "sd1")
+    handle = diffusers[1].attach(unet, rho_bottom=0.5, start_percent=0.3, end_percent=0.7)
+    scaled = {}
+    for t in (999.0, 699.3 * 1.001, 699.3, 500.0, 299.7, 299.7 * 0.999, 100.0):
+        tuned = run(unet, t)
+        handle.remove()
+        scaled[t] = not torch.equal(tuned, run(unet, t))
+        handle = diffusers[1].attach(unet, rho_bottom=0.5, start_percent=0.3, end_percent=0.7)
+    handle.remove()
+    assert scaled == {999.0: False, 699.3 * 1.001: False, 699.3: True, 500.0: True, 299.7: True,
+                      299.7 * 0.999: False, 100.0: False}
+
+
+def test_remove_is_idempotent_and_leaves_the_weights_untouched(diffusers):
+    unet = tiny_unet(diffusers, "sdxl")
+    weights = {k: v.clone() for k, v in unet.state_dict().items()}
+    untuned = run(unet, 800.0)
+    handle = diffusers[1].attach(unet, rho_bottom=0.7)
+    assert hooks_left(unet) > 0
+    run(unet, 800.0)
+    handle.remove()
+    handle.remove()
+    assert hooks_left(unet) == 0 and torch.equal(run(unet, 800.0), untuned)
+    assert all(torch.equal(v, unet.state_dict()[k]) for k, v in weights.items())
+
+
+def test_bad_values_and_models_without_skips_are_refused_by_name(diffusers):
+    unet = tiny_unet(diffusers, "sd1")
+    with pytest.raises(SkipTuningError, match="rho_bottom"):
+        diffusers[1].attach(unet, rho_bottom=9)
+    with pytest.raises(SkipTuningError, match="block_rhos"):
+        diffusers[1].attach(unet, block_rhos="0.8, 0.9")
+    with pytest.raises(SkipTuningError, match="no skip|none|not supported"):
+        diffusers[1].attach(torch.nn.Linear(2, 2))
+    assert hooks_left(unet) == 0
