@@ -1,5 +1,7 @@
 """skip_tuning_diffusers on the real diffusers from PyPI: tiny random-weight UNet2DConditionModels built from
 configs (SD1-like: 12 skips, SDXL-like: 9) and a real StableDiffusionPipeline of tiny random components."""
+import json
+
 import pytest
 import torch
 
@@ -132,3 +134,63 @@ def test_bad_values_and_models_without_skips_are_refused_by_name(diffusers):
     with pytest.raises(SkipTuningError, match="no skip|none|not supported"):
         diffusers[1].attach(torch.nn.Linear(2, 2))
     assert hooks_left(unet) == 0
+
+
+def tiny_pipeline(diffusers, tmp_path, scheduler):
+    """A real StableDiffusionPipeline from tiny random components and a CLIP tokenizer written here."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    lib = diffusers[0]
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab = {token: i for i, token in enumerate(["<|startoftext|>", "<|endoftext|>"] + letters
+                                                + [f"{c}</w>" for c in letters])}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), model_max_length=16)
+    torch.manual_seed(0)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=37,
+                                        num_attention_heads=4, num_hidden_layers=2, max_position_embeddings=16,
+                                        bos_token_id=0, eos_token_id=1, pad_token_id=1)).eval()
+    vae = lib.AutoencoderKL(block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2,
+                            up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=32).eval()
+    return lib.StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer,
+                                       unet=tiny_unet(diffusers, "sd1"), scheduler=scheduler, safety_checker=None,
+                                       feature_extractor=None, requires_safety_checker=False)
+
+
+@pytest.mark.parametrize("scheduler", ["DDIMScheduler", "EulerDiscreteScheduler"])
+def test_pipeline_is_tuned_while_attached_and_exact_after_remove(diffusers, tmp_path, scheduler):
+    pipe = tiny_pipeline(diffusers, tmp_path, getattr(diffusers[0], scheduler)())
+
+    def image():
+        return pipe("a digit", num_inference_steps=4, height=16, width=16, guidance_scale=3.0, output_type="np",
+                    generator=torch.Generator().manual_seed(0)).images
+
+    untuned = image()
+    handle = diffusers[1].attach(pipe, rho_top=1.0, rho_bottom=0.5)
+    tuned = image()
+    handle.remove()
+    assert abs(tuned - untuned).max() > 1e-4
+    assert (image() == untuned).all() and hooks_left(pipe.unet) == 0
+
+
+def test_pip_install_gives_the_core_and_the_adapter(tmp_path):
+    """`pip install .` (what `pip install git+<repository>` runs) installs the two host-free packages."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(repo)],
+                   check=True, cwd=tmp_path, timeout=600)
+    assert {p.name for p in target.iterdir() if not p.name.endswith("-info")} >= {"skip_tuning_core",
+                                                                                  "skip_tuning_diffusers"}
+    assert not (target / "nodes").exists() and not (target / "sd_webui_ext").exists()
+    if (repo / "skip_tuning_core" / "presets.json").exists():
+        assert (target / "skip_tuning_core" / "presets.json").read_text() == \
+            (repo / "skip_tuning_core" / "presets.json").read_text()
+    probe = "import skip_tuning_diffusers, skip_tuning_core.hooks; print(skip_tuning_diffusers.__file__)"
+    out = subprocess.run([sys.executable, "-c", probe], env={"PYTHONPATH": str(target)}, cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.startswith(str(target))
