@@ -12,9 +12,9 @@ def install_for_sampling(p, params: SkipParams, in_hires_pass: bool) -> bool:
     outlives the generation and nothing is stored outside `p`.
     """
     unet = getattr(getattr(p.sd_model, "model", None), "diffusion_model", None)
-    if unet is None:  # SD.Next runs diffusers pipelines through the same script API
-        report_no_effect(p, f"this WebUI's model ({type(p.sd_model).__name__}) is not an ldm/sgm model with a "
-                            "U-Net at model.diffusion_model; diffusers pipelines (SD.Next) are not supported yet")
+    if unet is None:
+        report_no_effect(p, f"this WebUI's model ({type(p.sd_model).__name__}) is neither an ldm/sgm model with "
+                            "a U-Net at model.diffusion_model nor a diffusers pipeline")
         return False
     try:
         skip_widths(unet)

@@ -1,7 +1,9 @@
 """The WebUI Script: the "Skip Tuning" accordion in txt2img and img2img, its settings, tab and X/Y/Z axes.
 
 Follows A1111's `modules/scripts.py` Script API (AlwaysVisible, `process`, and
-`process_before_every_sampling` in A1111 >= 1.10 and Forge) and Forge's built-in FreeU for patching.
+`process_before_every_sampling` in A1111 >= 1.10 and Forge) and Forge's built-in FreeU for patching. Which
+host runs it is read from the model each generation hands it: a diffusers pipeline (SD.Next), a Forge
+model, or A1111's ldm/sgm model.
 """
 import gradio as gr
 
@@ -11,6 +13,7 @@ from skip_tuning_core import HELP, RHO_MAX, SkipTuningError
 
 from .a1111 import fail_when_sampling, install_for_sampling
 from .forge import is_forge, patch_forge_unet
+from .pipelines import install_for_pipeline, is_pipeline, remove_pipeline_hooks
 from .params import ARG_NAMES, INFOTEXT_KEY, expand_infotext, params_from_args, paste_key, with_xyz_overrides
 from .settings_ui import HIRES_OPTION, default_params, on_ui_settings, on_ui_tabs
 from .xyz import register_xyz_axes
@@ -22,7 +25,13 @@ except ImportError:
 
 
 class SkipTuningScript(scripts.Script):
-    """Scales the U-Net's skip connections while sampling (Ma et al., ICML 2024)."""
+    """Scales the U-Net's skip connections while sampling (Ma et al., ICML 2024).
+
+    `attach_pipeline` tunes a diffusers pipeline (`skip_tuning_diffusers.attach`); the entry point
+    (scripts/skip_tuning.py) sets it, since the two host packages never import each other.
+    """
+
+    attach_pipeline = None
 
     def title(self):
         return "Skip Tuning"
@@ -66,8 +75,14 @@ class SkipTuningScript(scripts.Script):
         if not params.enabled:
             return
         p.extra_generation_params[INFOTEXT_KEY] = params.infotext()
-        if not is_forge(p):
-            install_for_sampling(p, params, in_hires_pass=getattr(shared.opts, HIRES_OPTION, True))
+        in_hires_pass = getattr(shared.opts, HIRES_OPTION, True)
+        if is_pipeline(p.sd_model):
+            install_for_pipeline(p, params, self.attach_pipeline, in_hires_pass)
+        elif not is_forge(p):
+            install_for_sampling(p, params, in_hires_pass)
+
+    def postprocess(self, p, processed, *args):
+        remove_pipeline_hooks(p)
 
     def process_before_every_sampling(self, p, *args, **kwargs):
         """Forge (and A1111 >= 1.10) call this before each sampling pass; only Forge patches here."""
@@ -83,3 +98,5 @@ script_callbacks.on_ui_settings(on_ui_settings)
 script_callbacks.on_ui_tabs(on_ui_tabs)
 script_callbacks.on_before_ui(register_xyz_axes)
 script_callbacks.on_infotext_pasted(expand_infotext)
+if hasattr(script_callbacks, "on_after_process"):  # SD.Next runs it in process_images' `finally`
+    script_callbacks.on_after_process(remove_pipeline_hooks)

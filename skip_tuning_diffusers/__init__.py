@@ -34,14 +34,15 @@ def timestep_of(args, kwargs):
 
 
 def attach(unet_or_pipeline, rho_top=DEFAULT_RHO_TOP, rho_bottom=DEFAULT_RHO_BOTTOM, start_percent=0.0,
-           end_percent=1.0, block_rhos: str = "", ranges: str = "") -> SkipHandle:
+           end_percent=1.0, block_rhos: str = "", ranges: str = "", condition=None) -> SkipHandle:
     """Scale the U-Net's skips while it runs; returns a handle whose `remove()` (idempotent) undoes it and
     that is also a context manager.
 
     The options mean what the ComfyUI node's inputs mean; a range is read on the timestep the U-Net
-    receives (the largest in the batch), t = (1 - percent) x 999.
+    receives (the largest in the batch), t = (1 - percent) x 999. `condition`, if given, is called once per
+    U-Net call; when it returns False that call is left unscaled (SD.Next's hires pass, when it is off).
     """
     unet = getattr(unet_or_pipeline, "unet", unet_or_pipeline)
     resnets, widths = skip_resnets(unet)
     return hook_skips(unet, resnets, widths, timestep_of, rho_top, rho_bottom, start_percent, end_percent,
-                      block_rhos, ranges)
+                      block_rhos, ranges, condition)

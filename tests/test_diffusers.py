@@ -194,3 +194,28 @@ def test_pip_install_gives_the_core_and_the_adapter(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], env={"PYTHONPATH": str(target)}, cwd=tmp_path,
                          capture_output=True, text=True, check=True).stdout
     assert out.startswith(str(target))
+
+
+def test_the_readme_example_runs_as_written(diffusers, tmp_path, monkeypatch):
+    """README's diffusers block, unchanged, with `from_pretrained` handing back a tiny pipeline (no download)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "skip_tuning_diffusers" in b]
+    pipe = tiny_pipeline(diffusers, tmp_path, diffusers[0].EulerDiscreteScheduler())
+    calls = []
+
+    def from_pretrained(name, *args, **kwargs):
+        calls.append(name)
+        return pipe
+
+    monkeypatch.setattr(diffusers[0].StableDiffusionPipeline, "from_pretrained", from_pretrained)
+    seen = []
+    pipe.unet.register_forward_hook(lambda module, args, out: seen.append(hooks_left(module) - 1))
+    namespace = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert calls and namespace["image"].size == (32, 32)
+    # rho_top 1.0 leaves the shallowest of the 12 skips alone: 11 skip hooks and the U-Net's own.
+    assert seen and min(seen) == 12, "tuned while the pipeline ran"
+    assert hooks_left(pipe.unet) == 1, "only the test's own hook is left"

@@ -190,16 +190,17 @@ def test_a1111_model_swapped_mid_generation_is_reported(monkeypatch):
     assert not torch.equal(processed.images[0], untuned.images[0]), "the first pass was tuned"
 
 
-def test_a_diffusers_pipeline_as_sd_model_is_refused_with_a_message():
-    """SD.Next loads A1111-style scripts but its `p.sd_model` is a diffusers pipeline (a `.unet`, no
-    `.model.diffusion_model`): the generation goes on untuned and the comment says it is not supported."""
+def test_a_model_of_no_known_kind_is_refused_with_a_message():
+    """A `p.sd_model` that is neither A1111's ldm/sgm model (`.model.diffusion_model`) nor a diffusers
+    pipeline (SD.Next; tests/test_sdnext.py) nor Forge's: the generation goes on untuned and the comment says
+    why."""
     model = LdmModel()
     _, plain = generate(model, OFF)
-    pipeline = type("StableDiffusionPipeline", (), {})()
-    pipeline.unet, pipeline.run_sampler, pipeline.latent_shape = object(), model.run_sampler, model.latent_shape
-    p, processed = generate(pipeline, ON)
+    other = type("OtherModel", (), {})()
+    other.unet, other.run_sampler, other.latent_shape = object(), model.run_sampler, model.latent_shape
+    p, processed = generate(other, ON)
     assert torch.equal(processed.images[0], plain.images[0])
-    assert any("StableDiffusionPipeline" in c and "not supported" in c for c in p.comments)
+    assert any("OtherModel" in c and "neither" in c and "no effect" in c for c in p.comments)
 
 
 def test_a1111_error_during_sampling_leaves_no_hook():

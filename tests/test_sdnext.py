@@ -1,0 +1,56 @@
+"""The WebUI script inside SD.Next's own script machinery (../shared/hosts/sdnext-*.tar.gz), tuning a real
+diffusers pipeline through the adapter. tests/sdnext_harness.py says what is SD.Next's and what stands in."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from skip_tuning_lab.hosts import host_tree
+
+HARNESS = Path(__file__).parent / "sdnext_harness.py"
+
+
+@pytest.fixture(scope="module")
+def sdnext_run():
+    try:
+        root = host_tree("sdnext-")
+    except FileNotFoundError as missing:
+        pytest.skip(f"SD.Next's source is not here: {missing}")
+    done = subprocess.run([sys.executable, str(HARNESS), str(root)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stdout + done.stderr  # rich prints to stdout
+
+
+def test_sdnext_loads_the_script_and_tunes_its_pipeline_exactly_as_the_adapter(sdnext_run):
+    results, _ = sdnext_run
+    assert results["skips_hooked"] == 12
+    assert results["hooks_while_on"] == 12 + 1, "one hook per skip and one reading the U-Net's timestep"
+    assert results["on_vs_reference"] == 0.0, "the image equals attach(pipe, 0.6, 0.3) around the same call"
+    assert results["on_vs_plain"] > 1e-4, "and differs from the untuned image"
+    assert results["infotext"] == "rho_top=0.6; rho_bottom=0.3; start=0; end=1"
+    assert results["late_vs_reference"] == 0.0, "a range (start 0.5) means what it means for the adapter"
+
+
+def test_sdnext_leaves_no_hook_after_a_generation_on_off_or_failed(sdnext_run):
+    """SD.Next has no `p.sample`: the hooks come off in `postprocess` and, when the pipeline dies (SD.Next
+    catches its error, so `postprocess` still runs) or anything else ends the run, in the after-process
+    callback its `process_images` runs in `finally`."""
+    results, _ = sdnext_run
+    assert results["hooks_after_on"] == 0 and results["hooks_after_off"] == 0
+    assert results["hooks_when_failing"] == 12 + 1 and results["hooks_after_failure"] == 0
+    assert results["off_vs_plain"] == 0.0 and results["after_all_vs_plain"] == 0.0
+
+
+def test_sdnext_hires_setting_off_leaves_the_hires_pass_untuned(sdnext_run):
+    assert sdnext_run[0]["hires_off_vs_plain"] == 0.0
+
+
+def test_sdnext_bad_value_is_reported_by_name_and_the_image_is_untuned(sdnext_run):
+    """SD.Next's ScriptRunner catches errors raised in `process()` and prints them; nothing is hooked."""
+    results, console = sdnext_run
+    assert "rho_bottom must be a finite number from 0 to 3, got 9.0" in console
+    assert results["bad_vs_plain"] == 0.0 and results["hooks_after_bad"] == 0
