@@ -123,10 +123,13 @@ def is_tuned(patcher) -> bool:
     return bool(patcher.model_options.get("transformer_options", {}).get(TUNERS))
 
 
-def skip_tuned(patcher, **settings):
+def skip_tuned(patcher, function_wrapper: bool = False, **settings):
     """A clone of `patcher` with its skips scaled per `settings` (make_ranges' keywords); `patcher` is untouched.
 
     Applied to a model that is already tuned, the factors multiply. All-1 settings install nothing.
+    `function_wrapper` gates the ranges from a `model_function_wrapper` even on a patcher with APPLY_MODEL
+    wrappers: the WebUI forks' samplers (reForge's modules_forge/forge_sampler.py) call `sampling_function`
+    with the patcher's `model_options` alone, so its wrappers never run there.
     """
     num_blocks = output_block_count(patcher)
     tuner = SkipTuner(make_ranges(num_blocks, **settings), num_blocks)
@@ -138,7 +141,7 @@ def skip_tuned(patcher, **settings):
     options[TUNERS] = tuple(options.get(TUNERS, ())) + (tuner,)
     if first:
         patched.set_model_output_block_patch(output_block_patch)
-        if hasattr(patched, "add_wrapper_with_key"):
+        if hasattr(patched, "add_wrapper_with_key") and not function_wrapper:
             patched.add_wrapper_with_key(APPLY_MODEL, WRAPPER_KEY, apply_model_wrapper)
         else:
             patched.set_model_unet_function_wrapper(

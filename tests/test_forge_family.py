@@ -1,0 +1,51 @@
+"""The WebUI extension's Forge patch on reForge's and Forge Classic's own `ldm_patched` backends and
+UnetPatcher (../shared/hosts/), each in a process of its own; tests/forge_family_harness.py says what is the
+fork's code and what stands in. Both keep the schedule on `model_sampling` (no `predictor`), and reForge's
+WebUI sampler never runs the patcher's APPLY_MODEL wrappers: each once left the image untuned."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from skip_tuning_lab.hosts import host_tree
+
+HARNESS = Path(__file__).parent / "forge_family_harness.py"
+
+
+@pytest.fixture(scope="module", params=["reforge-", "forge-classic-"])
+def fork(request):
+    try:
+        root = host_tree(request.param)
+    except FileNotFoundError as missing:
+        pytest.skip(f"the fork's source is not here: {missing}")
+    done = subprocess.run([sys.executable, str(HARNESS), str(root)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("cfg", ["1", "4"])
+def test_both_passes_equal_hand_scaled_skips_on_the_forks_sampler(fork, cfg):
+    """First pass and hires pass (forge_objects reset in between, as the forks' processing.py does): each
+    equals a clone whose output-block patch scales skip j by its rho, and differs from no patch."""
+    assert not fork["schedule_has_predictor"]
+    assert fork[f"first_vs_reference_cfg{cfg}"] == 0.0 and fork[f"hires_vs_reference_cfg{cfg}"] == 0.0
+    assert fork[f"reference_vs_untuned_cfg{cfg}"] > 1e-3
+
+
+def test_rho_one_is_bit_identical_and_the_base_patcher_is_untouched(fork):
+    assert fork["rho_one_vs_untuned"] == 0.0
+    assert fork["base_options_unchanged"] and fork["base_after_vs_untuned"] == 0.0
+
+
+def test_the_range_gates_the_steps_on_the_forks_model_sampling(fork):
+    assert fork["range_scaled"] == fork["range_expected"]
+    assert any(fork["range_scaled"]) and not all(fork["range_scaled"])
+
+
+def test_a_model_without_skips_is_left_alone_with_a_message(fork):
+    assert fork["unsupported_left_alone"]
+    assert len(fork["unsupported_comment"]) == 1 and "has none" in fork["unsupported_comment"][0]
