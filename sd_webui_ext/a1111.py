@@ -5,11 +5,12 @@ from .params import SkipParams, report_no_effect, report_unsupported, tell
 from .unet_hooks import attach, skip_widths
 
 
-def install_for_sampling(p, params: SkipParams, in_hires_pass: bool) -> bool:
+def install_for_sampling(p, params: SkipParams, tunes_this_pass) -> bool:
     """Wrap this `p`'s own `sample` (txt2img runs its hires pass inside it) with attach ... remove.
 
     The hooks go on at each call and come off when it returns, raises or is interrupted, so no hook
-    outlives the generation and nothing is stored outside `p`.
+    outlives the generation and nothing is stored outside `p`. `tunes_this_pass()` is asked at every U-Net
+    call (txt2img's hires pass runs inside the same `sample`).
     """
     unet = getattr(getattr(p.sd_model, "model", None), "diffusion_model", None)
     if unet is None:
@@ -24,7 +25,6 @@ def install_for_sampling(p, params: SkipParams, in_hires_pass: bool) -> bool:
     # Loopback, SD upscale and the outpainting scripts run process_images on the same `p` again: wrap the
     # host's own `sample`, never an earlier run's wrapper, or each run would compound rho.
     sample = getattr(p.sample, "skip_tuning_wraps", p.sample)
-    condition = None if in_hires_pass else (lambda: not getattr(p, "is_hr_pass", False))
 
     def sample_with_skip_tuning(*args, **kwargs):
         replacement = replaced_unet()
@@ -35,7 +35,7 @@ def install_for_sampling(p, params: SkipParams, in_hires_pass: bool) -> bool:
             return sample(*args, **kwargs)
         try:
             with attach(unet, params.rho_top, params.rho_bottom, params.start_percent, params.end_percent,
-                        params.block_rhos, condition=condition):
+                        params.block_rhos, condition=tunes_this_pass):
                 return sample(*args, **kwargs)
         finally:
             # The refiner and a hires checkpoint load another model mid-generation (A1111 1.10.1

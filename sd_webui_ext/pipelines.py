@@ -17,13 +17,12 @@ def is_pipeline(model) -> bool:
     return hasattr(model, "components") and not hasattr(model, "model")
 
 
-def install_for_pipeline(p, params: SkipParams, attach_pipeline, in_hires_pass: bool) -> bool:
+def install_for_pipeline(p, params: SkipParams, attach_pipeline, tunes_this_pass) -> bool:
     """Hook the pipeline's U-Net for this generation; the handle lives on `p` alone."""
     remove_pipeline_hooks(p)  # process() again on the same p (Loopback-style scripts): never twice
-    condition = None if in_hires_pass else (lambda: not getattr(p, "is_hr_pass", False))
     try:
         handle = attach_pipeline(p.sd_model, params.rho_top, params.rho_bottom, params.start_percent,
-                                 params.end_percent, params.block_rhos, condition=condition)
+                                 params.end_percent, params.block_rhos, condition=tunes_this_pass)
     except SkipTuningError:
         report_unsupported(p, getattr(p.sd_model, "unet", p.sd_model))
         return False

@@ -15,8 +15,10 @@ from .a1111 import fail_when_sampling, install_for_sampling
 from .forge import is_forge, patch_forge_unet
 from .pipelines import install_for_pipeline, is_pipeline, remove_pipeline_hooks
 from .params import ARG_NAMES, INFOTEXT_KEY, expand_infotext, params_from_args, paste_key, with_xyz_overrides
-from .settings_ui import HIRES_OPTION, default_params, on_ui_settings, on_ui_tabs
+from .settings_ui import default_params, on_ui_settings, on_ui_tabs, tunes_this_pass
 from .xyz import register_xyz_axes
+
+PARAMS = "skip_tuning_params"  # this generation's settings, parsed once in `process`, on `p`
 
 try:
     from modules.ui_components import InputAccordion  # A1111 >= 1.7 and Forge
@@ -67,6 +69,9 @@ class SkipTuningScript(scripts.Script):
         return controls
 
     def process(self, p, *args):
+        """Parse this generation's settings once (they stay on `p` for the later hooks) and, outside Forge,
+        hook the model for the sampling to come."""
+        vars(p).pop(PARAMS, None)
         try:
             params = with_xyz_overrides(params_from_args(args, default_params(enabled=False)), p)
         except SkipTuningError as error:
@@ -74,23 +79,20 @@ class SkipTuningScript(scripts.Script):
             raise
         if not params.enabled:
             return
+        setattr(p, PARAMS, params)
         p.extra_generation_params[INFOTEXT_KEY] = params.infotext()
-        in_hires_pass = getattr(shared.opts, HIRES_OPTION, True)
         if is_pipeline(p.sd_model):
-            install_for_pipeline(p, params, self.attach_pipeline, in_hires_pass)
+            install_for_pipeline(p, params, self.attach_pipeline, lambda: tunes_this_pass(p))
         elif not is_forge(p):
-            install_for_sampling(p, params, in_hires_pass)
+            install_for_sampling(p, params, lambda: tunes_this_pass(p))
 
     def postprocess(self, p, processed, *args):
         remove_pipeline_hooks(p)
 
     def process_before_every_sampling(self, p, *args, **kwargs):
         """Forge (and A1111 >= 1.10) call this before each sampling pass; only Forge patches here."""
-        if not is_forge(p):
-            return
-        params = with_xyz_overrides(params_from_args(args, default_params(enabled=False)), p)
-        in_hires = getattr(shared.opts, HIRES_OPTION, True)
-        if params.enabled and (in_hires or not getattr(p, "is_hr_pass", False)):
+        params = getattr(p, PARAMS, None)
+        if params is not None and is_forge(p) and tunes_this_pass(p):
             patch_forge_unet(p, params)
 
 

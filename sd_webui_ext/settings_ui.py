@@ -27,6 +27,11 @@ def default_params(enabled=False) -> SkipParams:
                       rho_bottom=float(getattr(shared.opts, DEFAULT_BOTTOM, DEFAULT_RHO_BOTTOM)))
 
 
+def tunes_this_pass(p) -> bool:
+    """Whether the pass `p` is sampling now is tuned: every pass, unless Settings leave the hires pass out."""
+    return getattr(shared.opts, HIRES_OPTION, True) or not getattr(p, "is_hr_pass", False)
+
+
 def on_ui_settings():
     slider = {"minimum": 0.0, "maximum": RHO_MAX, "step": 0.01}
     shared.opts.add_option(DEFAULT_TOP, shared.OptionInfo(DEFAULT_RHO_TOP, "Default rho_top", gr.Slider, slider, section=SECTION))
