@@ -199,6 +199,7 @@ def test_pip_install_gives_the_core_and_the_adapter(tmp_path):
 def test_the_readme_example_runs_as_written(diffusers, tmp_path, monkeypatch):
     """README's diffusers block, unchanged, with `from_pretrained` handing back a tiny pipeline (no download)."""
     import re
+    import runpy
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -213,8 +214,9 @@ def test_the_readme_example_runs_as_written(diffusers, tmp_path, monkeypatch):
     monkeypatch.setattr(diffusers[0].StableDiffusionPipeline, "from_pretrained", from_pretrained)
     seen = []
     pipe.unet.register_forward_hook(lambda module, args, out: seen.append(hooks_left(module) - 1))
-    namespace = {}
-    exec(compile(block, "README.md", "exec"), namespace)
+    example = tmp_path / "readme_example.py"
+    example.write_text(block)
+    namespace = runpy.run_path(str(example))
     assert calls and namespace["image"].size == (32, 32)
     # rho_top 1.0 leaves the shallowest of the 12 skips alone: 11 skip hooks and the U-Net's own.
     assert seen and min(seen) == 12, "tuned while the pipeline ran"
