@@ -27,6 +27,14 @@ if [ -n "$COMFY_064" ]; then
   "${PIP[@]}" --no-deps --target "$VENV/hosts/comfyui-0.3.64-frontend" -r "$VENV/comfyui-0.3.64-frontend.txt"
   "${PIP[@]}" -c requirements/constraints.txt -r "$VENV/comfyui-0.3.64-rest.txt"
 fi
+# AUTOMATIC1111 1.10.1 itself (tests/test_a1111.py) runs in a venv of its own: its pins (transformers 4.30,
+# pydantic 1, gradio 3.41 with fastapi 0.94) clash with ComfyUI's.
+if ls ../shared/hosts/a1111-*.tar.gz >/dev/null 2>&1; then
+  python3 -m venv .venv-a1111
+  A1111_PIP=(.venv-a1111/bin/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt)
+  "${A1111_PIP[@]}" torch==2.13.0
+  "${A1111_PIP[@]}" -r requirements/a1111.txt
+fi
 # Debian's chromium for the browser test; a machine without apt-get, or without root, skips that test.
 if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
   { apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } >/dev/null 2>&1 \
