@@ -16,8 +16,9 @@ import threading
 import time
 from pathlib import Path
 
+from harness import REPO, enter_host
+
 ROOT, WORK = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
-REPO = Path(__file__).resolve().parents[1]
 MODELS = WORK / "models" / "Stable-diffusion"
 CLIP = WORK / "clip"
 
@@ -130,7 +131,7 @@ sys.argv = ["webui.py", "--nowebui", "--skip-prepare-environment", "--skip-insta
             "--use-cpu", "all", "--skip-torch-cuda-test", "--no-half", "--no-half-vae", "--precision", "full",
             "--skip-load-model-at-start", "--skip-version-check", "--data-dir", str(WORK),
             "--ckpt-dir", str(MODELS), "--ckpt", str(MODELS / "tiny.safetensors"), "--port", str(PORT)]
-sys.path[:0] = [str(ROOT), str(REPO)]
+enter_host(ROOT)
 (WORK / "extensions").mkdir(parents=True, exist_ok=True)
 if not (WORK / "extensions" / "skip-tuning").exists():
     (WORK / "extensions" / "skip-tuning").symlink_to(REPO)
@@ -138,10 +139,6 @@ MODELS.mkdir(parents=True, exist_ok=True)
 
 import torch  # noqa: E402
 
-from skip_tuning_lab.comfy_host import declare_torchvision_ops  # noqa: E402
-
-torch.set_num_threads(1)
-declare_torchvision_ops()
 from modules import paths  # noqa: E402,F401  (puts the ldm, sgm and k-diffusion repositories on sys.path)
 
 if not (MODELS / "tiny.safetensors").exists():

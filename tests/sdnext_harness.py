@@ -17,27 +17,20 @@ import tempfile
 import types
 from pathlib import Path
 
-import torch
+from harness import REPO, enter_host, stand_in
 
-SDNEXT, REPO = Path(sys.argv[1]), Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(SDNEXT), str(REPO), str(REPO / "tests")]
-torch.set_num_threads(1)
-
-from skip_tuning_lab.comfy_host import declare_torchvision_ops  # noqa: E402
-
-declare_torchvision_ops()
+enter_host(Path(sys.argv[1]))
 import diffusers  # noqa: E402
 import gradio as gr  # noqa: E402
-
-import modules  # noqa: E402  (SD.Next's)
+import torch  # noqa: E402
 
 # modules/shared.py: `opts` (the settings; the script reads its own three), `sd_model` (the loaded pipeline).
-shared = types.ModuleType("modules.shared")
+shared = stand_in("modules.shared")
 shared.opts = types.SimpleNamespace()
 shared.sd_model = None
 # modules/extensions.py: `active()` lists the enabled extensions; `Extension.list_files` (lines 192-207)
 # returns a ScriptFile per .py file of the extension's `scripts/` folder, priority '50'.
-extensions = types.ModuleType("modules.extensions")
+extensions = stand_in("modules.extensions")
 
 
 def list_files(subdir, extension):
@@ -47,8 +40,6 @@ def list_files(subdir, extension):
 
 
 extensions.active = lambda: [types.SimpleNamespace(list_files=list_files)]
-sys.modules.update({"modules.shared": shared, "modules.extensions": extensions})
-modules.shared, modules.extensions = shared, extensions
 
 from modules import paths, script_callbacks, scripts_manager  # noqa: E402
 

@@ -1,18 +1,12 @@
 """The WebUI extension inside the real AUTOMATIC1111 1.10.1: its start-up, extension loader, UI, API server,
 process_images and built-in scripts, with a tiny random checkpoint (tests/a1111_harness.py, run with the A1111
 venv .venv-a1111 that tools/setup.sh builds with A1111's own pins). Each number below was measured there."""
-import json
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 
+from harness import REPO, run_harness
 from skip_tuning_lab.hosts import host_tree
 
-REPO = Path(__file__).resolve().parents[1]
 PYTHON = REPO / ".venv-a1111" / "bin" / "python"
-HARNESS = Path(__file__).parent / "a1111_harness.py"
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +17,7 @@ def a1111(tmp_path_factory):
         pytest.skip(f"A1111's source is not here: {missing}")
     if not PYTHON.exists():
         pytest.skip(f"the A1111 venv is missing ({PYTHON}): run tools/setup.sh")
-    done = subprocess.run([str(PYTHON), str(HARNESS), str(root), str(tmp_path_factory.mktemp("a1111"))],
-                          capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    # A1111's progress bar shares stdout (carriage returns, no newline): the results are the JSON object on it.
-    lines = [line for line in done.stdout.splitlines() if '{"output_blocks"' in line]
-    assert done.returncode == 0 and lines, done.stderr[-4000:]
-    return json.loads(lines[-1][lines[-1].index('{"output_blocks"'):])
+    return run_harness("a1111_harness.py", root, tmp_path_factory.mktemp("a1111"), python=PYTHON)[0]
 
 
 def test_a1111_loads_the_extension_with_its_ui_settings_tab_and_xyz_axes(a1111):

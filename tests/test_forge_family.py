@@ -2,17 +2,10 @@
 UnetPatcher (../shared/hosts/), each in a process of its own; tests/forge_family_harness.py says what is the
 fork's code and what stands in. Both keep the schedule on `model_sampling` (no `predictor`), and reForge's
 WebUI sampler never runs the patcher's APPLY_MODEL wrappers: each once left the image untuned."""
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from harness import run_harness
 from skip_tuning_lab.hosts import host_tree
-
-HARNESS = Path(__file__).parent / "forge_family_harness.py"
 
 
 @pytest.fixture(scope="module", params=["reforge-", "forge-classic-"])
@@ -21,10 +14,7 @@ def fork(request):
         root = host_tree(request.param)
     except FileNotFoundError as missing:
         pytest.skip(f"the fork's source is not here: {missing}")
-    done = subprocess.run([sys.executable, str(HARNESS), str(root)], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_harness("forge_family_harness.py", root)[0]
 
 
 @pytest.mark.parametrize("cfg", ["1", "4"])
@@ -36,8 +26,13 @@ def test_both_passes_equal_hand_scaled_skips_on_the_forks_sampler(fork, cfg):
     assert fork[f"reference_vs_untuned_cfg{cfg}"] > 1e-3
 
 
-def test_rho_one_is_bit_identical_and_the_base_patcher_is_untouched(fork):
-    assert fork["rho_one_vs_untuned"] == 0.0
+def test_the_script_writes_its_infotext_and_the_hires_setting_leaves_only_that_pass_out(fork):
+    assert fork["infotext"] == "rho_top=1; rho_bottom=0.6; start=0; end=1"
+    assert fork["setting_off"] == {"first_vs_reference": 0.0, "hires_is_base": True}
+
+
+def test_rho_one_is_bit_identical_off_patches_nothing_and_the_base_patcher_is_untouched(fork):
+    assert fork["rho_one_vs_untuned"] == 0.0 and fork["off_is_base"]
     assert fork["base_options_unchanged"] and fork["base_after_vs_untuned"] == 0.0
 
 

@@ -1,16 +1,9 @@
 """The WebUI script inside SD.Next's own script machinery (../shared/hosts/sdnext-*.tar.gz), tuning a real
 diffusers pipeline through the adapter. tests/sdnext_harness.py says what is SD.Next's and what stands in."""
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from harness import run_harness
 from skip_tuning_lab.hosts import host_tree
-
-HARNESS = Path(__file__).parent / "sdnext_harness.py"
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +12,7 @@ def sdnext_run():
         root = host_tree("sdnext-")
     except FileNotFoundError as missing:
         pytest.skip(f"SD.Next's source is not here: {missing}")
-    done = subprocess.run([sys.executable, str(HARNESS), str(root)], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1]), done.stdout + done.stderr  # rich prints to stdout
+    return run_harness("sdnext_harness.py", root)  # its console: rich prints errors to stdout
 
 
 def test_sdnext_loads_the_script_and_tunes_its_pipeline_exactly_as_the_adapter(sdnext_run):

@@ -5,7 +5,6 @@ mirrors); the U-Nets (ldm; ComfyUI's ModelPatcher for Forge's UnetPatcher contra
 gradio 3.41.2 are real.
 """
 import copy
-import importlib.util
 import logging
 import sys
 import types
@@ -24,22 +23,12 @@ from modules import processing, script_callbacks, scripts, shared  # noqa: E402
 from skip_tuning_core import SkipTuningError  # noqa: E402
 from sd_webui_ext.params import ARG_NAMES, INFOTEXT_KEY, SkipParams, params_from_args  # noqa: E402
 
+from harness import load_entry_point  # noqa: E402
 from test_comfy_errors import DiTModel  # noqa: E402
 from test_webui_attach import ldm_unet  # noqa: E402
 from tiny_models import conditioning, tiny_model  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_script_module():
-    """Import scripts/skip_tuning.py as the WebUI does: by path, with the extension root on sys.path."""
-    spec = importlib.util.spec_from_file_location("skip_tuning.py", REPO / "scripts" / "skip_tuning.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SCRIPT_MODULE = load_script_module()
+SCRIPT_MODULE = load_entry_point()
 SkipTuningScript = SCRIPT_MODULE.SkipTuningScript
 script_callbacks.ui_settings_callback()  # the WebUI adds every extension's settings at start-up
 
