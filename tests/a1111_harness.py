@@ -427,5 +427,12 @@ refined, refiner_comments = generate(ON, **REFINER)
 results["refiner"] = dict(comments=refiner_comments, first_part_tuned=max_diff(refined, refined_off),
                           new_object=shared.sd_model.model.diffusion_model is not unet,
                           hooks_left=[hooks_left(unet), hooks_left(shared.sd_model.model.diffusion_model)])
+# Hires with another checkpoint: A1111 loads it before the hires pass (processing.py, sample_hr_pass).
+HR_CHECKPOINT = dict(enable_hr=True, hr_scale=2, hr_upscaler="Latent", hr_second_pass_steps=2, denoising_strength=0.6,
+                     hr_checkpoint_name="other.safetensors")
+hr_other_off, _ = generate([False] + ON[1:], **HR_CHECKPOINT)
+hr_other, hr_other_comments = generate(ON, **HR_CHECKPOINT)
+results["hires_checkpoint"] = dict(comments=hr_other_comments, first_part_tuned=max_diff(hr_other, hr_other_off),
+                                   hooks_left=[hooks_left(unet), hooks_left(shared.sd_model.model.diffusion_model)])
 print(json.dumps(results))
 sys.stdout.flush()

@@ -90,7 +90,13 @@ def test_a_replaced_unet_gets_a_comment_saying_skip_tuning_had_no_effect(a1111):
     assert "Skip Tuning had no effect: the U-Net is replaced by 'Stand-in engine'" in replaced["comments"]
 
 
-def test_a_refiner_loaded_as_a_new_model_is_reported_and_the_first_part_tuned(a1111):
-    refiner = a1111["refiner"]
-    assert refiner["new_object"] and refiner["first_part_tuned"] > 0 and refiner["hooks_left"] == [0, 0]
-    assert "Skip Tuning tuned only the first model" in refiner["comments"]
+@pytest.mark.parametrize("case", ["refiner", "hires_checkpoint"])
+def test_a_refiner_or_hires_checkpoint_loaded_as_a_new_model_is_reported_and_the_first_part_tuned(a1111, case):
+    """Another checkpoint with a config of its own becomes a new model object mid-generation: the hooks stayed
+    on the first U-Net, so the comment says that only the first model was tuned."""
+    run = a1111[case]
+    assert run["hooks_left"] == [0, 0]
+    assert run["first_part_tuned"] > 0
+    assert "Skip Tuning tuned only the first model" in run["comments"]
+    if case == "refiner":
+        assert run["new_object"]

@@ -136,3 +136,51 @@ def test_a_model_function_wrapper_set_before_is_kept(forge):
     tuned = denoise(forge, skip_tuned(patcher, rho_top=1.0, rho_bottom=0.7), 2.0)
     torch.testing.assert_close(tuned, expected, rtol=1e-6, atol=1e-6)
     assert seen == [pytest.approx(2.0)]
+
+
+class ForgeObjects(types.SimpleNamespace):
+    def shallow_copy(self):
+        return ForgeObjects(**vars(self))
+
+
+def test_the_webui_script_patches_forge_mains_unet_in_its_processing_order(forge):
+    """The WebUI script on Forge main's real UnetPatcher, called as Forge main's modules/processing.py calls it:
+    the scripts' `process`; before the first pass forge_objects reset from the LoRA-applied copy, then
+    `process_before_every_sampling` (1373-1377); around the hires pass `process_before_every_sampling`, the
+    reset, and `process_before_every_sampling` again (1508-1522). Every pass is tuned exactly once; the hires
+    setting leaves only that pass out. The script API above it is A1111's stand-in (Forge's needs gradio 4)."""
+    from test_webui_script import SkipTuningScript  # first: it puts A1111's stand-in `modules` on sys.path
+
+    from modules import scripts, shared
+
+    runner = scripts.ScriptRunner([SkipTuningScript])
+    runner.setup_ui()
+    base = forge_unet(forge)
+    rhos = np.linspace(0.6, 1.0, len(base.model.diffusion_model.output_blocks))
+    expected, untuned = denoise(forge, hand_patched(base, rhos), 4.0), denoise(forge, base, 4.0)
+
+    def generation():
+        loaded = ForgeObjects(unet=base)  # backend/loader.py: both set when a checkpoint loads
+        p = types.SimpleNamespace(sd_model=types.SimpleNamespace(forge_objects=loaded,
+                                                                 forge_objects_after_applying_lora=loaded.shallow_copy()),
+                                  script_args=[True, 1.0, 0.6, 0.0, 1.0, ""], extra_generation_params={}, comments=[],
+                                  is_hr_pass=False)
+        runner.process(p)
+        p.sd_model.forge_objects = p.sd_model.forge_objects_after_applying_lora.shallow_copy()
+        runner.process_before_every_sampling(p, x=None, noise=None, c=None, uc=None)
+        first = p.sd_model.forge_objects.unet
+        p.is_hr_pass = True
+        runner.process_before_every_sampling(p, x=None, noise=None, c=None, uc=None)
+        p.sd_model.forge_objects = p.sd_model.forge_objects_after_applying_lora.shallow_copy()
+        runner.process_before_every_sampling(p, x=None, noise=None, c=None, uc=None)
+        return first, p.sd_model.forge_objects.unet
+
+    first, hires = generation()
+    assert torch.equal(denoise(forge, first, 4.0), expected) and torch.equal(denoise(forge, hires, 4.0), expected)
+    assert (expected - untuned).abs().max() > 1e-3
+    shared.opts.data["skip_tuning_in_hires_pass"] = False
+    try:
+        first, hires = generation()
+    finally:
+        del shared.opts.data["skip_tuning_in_hires_pass"]
+    assert torch.equal(denoise(forge, first, 4.0), expected) and hires is base
