@@ -119,3 +119,22 @@ def test_demo_renders_grid_and_quality_through_the_server(tmp_path):
     assert report["on (rho_bottom 0.8)"] == report["rho_bottom 0.8"]
     assert report["off"] != report["on (rho_bottom 0.8)"]
     assert (out / "demo_grid.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_preset_recheck_quick_mode_reruns_presets_on_new_seeds(comfy_nodes_loaded, tmp_path, monkeypatch):
+    """`preset_recheck --quick`: the first two measurements of presets.json against rho 1 on seeds that neither
+    selection nor confirmation used, each row saying whether the sign held."""
+    from skip_tuning_core.presets import load_measurements
+    from skip_tuning_lab import preset_recheck
+
+    assert not set(preset_recheck.RECHECK_SEEDS) & (set(quality_sweep.SELECTION_SEEDS) |
+                                                    set(quality_sweep.CONFIRMATION_SEEDS))
+    if not load_measurements():
+        pytest.skip("presets.json holds no measurement")
+    monkeypatch.setattr(sys, "argv", ["preset_recheck", "--quick", "--threads", "1", "--out", str(tmp_path)])
+    preset_recheck.main()
+    text = (tmp_path / "recheck.md").read_text()
+    first = load_measurements()[0]
+    assert f"| {first['sampler']} | {first['steps']} | {first['rho_bottom']:g} | {first['verdict']} |" in text
+    assert text.count("\n| ") == 2 + 2, "the header, its rule and two rows"
+    assert "seeds 2000-2001 (2," in text and "64 samples per seed" in text
