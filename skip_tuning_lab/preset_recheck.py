@@ -8,19 +8,17 @@ its sign when the mean gain on the new seeds is positive, a harm when it is nega
     .venv/bin/python -m skip_tuning_lab.preset_recheck --update-readme   # and README's recheck section
     .venv/bin/python -m skip_tuning_lab.preset_recheck --quick           # two presets, small samples
 """
-import argparse
 import shlex
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from skip_tuning_core.presets import RECOMMENDED, load_measurements
 
 from .comfy_host import boot_comfy
-from .quality_sweep import REPO, Sweep, paired_verdict, run_cells
+from .quality_sweep import REPO, Sweep, lab_arguments, paired_verdict, run_cells
 from .readme import replace_section
 
 RECHECK_SEEDS = tuple(range(2000, 2008))
@@ -64,15 +62,7 @@ def markdown(rows, seeds, count, minutes, command):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the first two measurements, 64 samples, two seeds")
-    parser.add_argument("--samples", type=int, default=334, help="samples per seed and setting")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=REPO / "lab_output" / "quality")
-    parser.add_argument("--update-readme", action="store_true")
-    args = parser.parse_args()
-    if args.quick and args.update_readme:
-        parser.error("--quick checks the pipeline on two presets; its figures never go into README")
+    parser, args = lab_arguments(__doc__, "the first two measurements, 64 samples, two seeds", "two presets")
     entries = load_measurements()
     if not entries:
         parser.error("skip_tuning_core/presets.json holds no measurement: run skip_tuning_lab.quality_sweep first")

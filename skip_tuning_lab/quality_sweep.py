@@ -274,16 +274,23 @@ def markdown(selection, picks, confirmed, rhos, samplers, steps_list, seeds, cou
     return "\n".join(lines)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="one small cell (euler, 4 steps, rho 1 and 0.8)")
+def lab_arguments(description, quick_help, quick_checks):
+    """The options of the quality commands (this one and preset_recheck): (parser, arguments). A --quick run
+    only checks the pipeline, so it never writes README."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--samples", type=int, default=334, help="samples per seed and setting")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "lab_output" / "quality")
     parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args()
     if args.quick and args.update_readme:
-        parser.error("--quick checks the pipeline on one small cell; its figures never go into README")
+        parser.error(f"--quick checks the pipeline on {quick_checks}; its figures never go into README")
+    return parser, args
+
+
+def main():
+    _, args = lab_arguments(__doc__, "one small cell (euler, 4 steps, rho 1 and 0.8)", "one small cell")
     torch.set_num_threads(args.threads)
     boot_comfy()
     started = time.monotonic()
