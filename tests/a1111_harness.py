@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from harness import REPO, enter_host
+from harness import REPO, enter_host, hooks_left
 
 ROOT, WORK = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
 MODELS = WORK / "models" / "Stable-diffusion"
@@ -158,7 +158,7 @@ import requests  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from modules import infotext_utils, initialize_util, processing, script_callbacks, scripts, sd_unet, shared, ui  # noqa: E402
+from modules import initialize_util, processing, script_callbacks, scripts, sd_unet, shared, ui  # noqa: E402
 from modules.api.api import Api  # noqa: E402
 from modules.call_queue import queue_lock  # noqa: E402
 
@@ -180,10 +180,6 @@ for _ in range(300):
         break
     except requests.ConnectionError:
         time.sleep(0.1)
-
-
-def hooks_left(module=unet):
-    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in module.modules())
 
 
 def ramp(rho_top, rho_bottom, n=12):
@@ -286,7 +282,7 @@ with HandScaled(RHOS):
 status, _, (tuned,), info = call("txt2img", **BASE, alwayson_scripts=skip(ON))
 results["txt2img"] = dict(status=status, vs_reference=max_diff(tuned, reference), vs_off=max_diff(tuned, off),
                           infotext="Skip Tuning: rho_top=1; rho_bottom=0.5" in info["infotexts"][0],
-                          hooks_left=hooks_left())
+                          hooks_left=hooks_left(unet))
 _, _, (as_dict,), _ = call("txt2img", **BASE, alwayson_scripts=skip([{"rho_top": 1.0, "rho_bottom": 0.5}]))
 _, _, (dict_off,), info_off = call("txt2img", **BASE, alwayson_scripts=skip([{"enabled": False, "rho_bottom": 0.5}]))
 _, _, (too_many,), _ = call("txt2img", **BASE, alwayson_scripts=skip(ON + [1, 2, 3]))
@@ -300,7 +296,7 @@ for name, args in (("rho_bottom", [{"rho_bottom": 9}]), ("rho_top", [True, "lots
     status, body, images, _ = call("txt2img", **BASE, alwayson_scripts=skip(args))
     bad[name] = dict(status=status, error=body.get("error"), errors=str(body.get("errors")), images=len(images))
 results["api_bad"] = bad
-results["hooks_after_api"] = hooks_left()
+results["hooks_after_api"] = hooks_left(unet)
 
 # --- img2img and Loopback (3 loops on the same p) --------------------------------------------------------
 buffer = io.BytesIO()
@@ -321,7 +317,7 @@ with HandScaled(RHOS):
 _, _, loop_tuned, _ = call("img2img", **LOOP, alwayson_scripts=skip(ON))
 _, _, loop_off, _ = call("img2img", **LOOP)
 results["loopback"] = dict(images=len(loop_tuned), vs_reference=[max_diff(a, b) for a, b in zip(loop_tuned, loop_reference)],
-                           vs_off=[max_diff(a, b) for a, b in zip(loop_tuned, loop_off)], hooks_left=hooks_left())
+                           vs_off=[max_diff(a, b) for a, b in zip(loop_tuned, loop_off)], hooks_left=hooks_left(unet))
 
 # --- hires: tuned in both passes by default; the setting leaves the hires pass out -----------------------
 HR = dict(BASE, enable_hr=True, hr_scale=2, hr_upscaler="Latent", hr_second_pass_steps=2, denoising_strength=0.6)
@@ -344,7 +340,7 @@ XYZ = dict(BASE, script_name="x/y/z plot",
            script_args=[x_type, "1, 0.5", [], 0, "", [], 0, "", [], True, True, False, False, False, False, False, 0, False])
 _, _, xyz_images, _ = call("txt2img", **XYZ)
 results["xyz"] = dict(images=len(xyz_images), rho1_vs_off=max_diff(xyz_images[1], off),
-                      rho05_vs_reference=max_diff(xyz_images[2], reference), hooks_left=hooks_left())
+                      rho05_vs_reference=max_diff(xyz_images[2], reference), hooks_left=hooks_left(unet))
 
 
 # --- SDXL layout: sgm's UNetModel (A1111 has hijacked its `th.cat`) called through sgm's OpenAIWrapper, which
@@ -417,7 +413,7 @@ engine_off, _ = generate([False] + ON[1:])
 shared.opts.data["sd_unet"] = "None"
 sd_unet.apply_unet("None")
 results["sd_unet"] = dict(tuned_vs_off=max_diff(engine_tuned, engine_off), comments=engine_comments,
-                          hooks_left=hooks_left())
+                          hooks_left=hooks_left(unet))
 
 # The refiner ("other" has a .yaml of its own, so A1111 loads it as a new model object mid-generation); each
 # generation starts on the main model again (processing.py process_images reloads it).

@@ -26,9 +26,10 @@ import torch  # noqa: E402
 from skip_tuning_lab.comfy_host import boot_comfy  # noqa: E402
 
 # The forks keep A1111's script API; their own modules/scripts.py, shared.py and ui_components.py import the
-# whole gradio 4 WebUI, so A1111's stand-ins serve (ScriptRunner: A1111 1.10.1 scripts.py call order).
+# whole gradio 4 WebUI, so A1111's stand-ins serve (ScriptRunner: A1111 1.10.1 scripts.py call order;
+# processing: Forge's ForgeObjects).
 shared, scripts = stand_in_from_a1111("modules.shared"), stand_in_from_a1111("modules.scripts")
-for leaf in ("script_callbacks", "ui_components"):
+for leaf in ("script_callbacks", "ui_components", "processing"):
     stand_in_from_a1111(f"modules.{leaf}")
 from ldm_patched.modules.args_parser import args  # noqa: E402
 
@@ -40,7 +41,10 @@ from modules_forge.unet_patcher import UnetPatcher  # noqa: E402
 
 boot_comfy()  # tiny_models' SD1 layout and seeded weights (ComfyUI's classes are not used here)
 from skip_tuning_core.patcher import SCALES  # noqa: E402
+from test_forge_backend import hand_patched  # noqa: E402
 from tiny_models import CONTEXT_DIM, SD1_UNET, fill_weights  # noqa: E402
+
+ForgeObjects = sys.modules["modules.processing"].ForgeObjects
 
 CPU = torch.device("cpu")
 
@@ -66,17 +70,6 @@ def denoise(patcher, sigma, cfg=1.0, seed=0):
         return sampling_function(patcher.model, x, torch.full((2,), sigma), uncond, cond, cfg, patcher.model_options)
 
 
-def hand_patched(patcher, rhos):
-    reference = patcher.clone()
-    reference.set_model_output_block_patch(lambda h, hsp, options: (h, hsp * float(rhos[options["block"][1]])))
-    return reference
-
-
-class ForgeObjects(types.SimpleNamespace):
-    def shallow_copy(self):
-        return ForgeObjects(**vars(self))
-
-
 runner = scripts.ScriptRunner([load_entry_point().SkipTuningScript])
 runner.setup_ui()
 
@@ -85,7 +78,7 @@ def generation(args, unet, hires=False):
     """One generation in the order the forks' modules/processing.py runs it: the scripts' `process`, then
     before each sampling pass forge_objects reset from the LoRA-applied copy and `process_before_every_sampling`
     (reForge 1458-1466; hires pass 1568-1577, with `is_hr_pass` set). The U-Net patcher of each pass."""
-    loaded = ForgeObjects(unet=unet)  # reForge modules_forge/forge_loader.py 445-447
+    loaded = ForgeObjects(unet)  # reForge modules_forge/forge_loader.py 445-447
     model = types.SimpleNamespace(forge_objects=loaded, forge_objects_after_applying_lora=loaded.shallow_copy())
     p = types.SimpleNamespace(sd_model=model, script_args=list(args), extra_generation_params={}, comments=[],
                               is_hr_pass=False)

@@ -33,9 +33,13 @@ def enter_host(root) -> None:
     declare_torchvision_ops()
 
 
-def stand_in(name: str) -> types.ModuleType:
-    """An empty module registered as `name` (a host's `modules.shared`, say) for the harness to fill."""
-    module = types.ModuleType(name)
+def hooks_left(module) -> int:
+    """Forward hooks and pre-hooks on `module` and everything below it."""
+    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in module.modules())
+
+
+def register(name: str, module: types.ModuleType) -> types.ModuleType:
+    """`module` importable as `name` and set on its parent package, as an import would leave it."""
     parent, _, child = name.rpartition(".")
     sys.modules[name] = module
     if parent:
@@ -43,15 +47,18 @@ def stand_in(name: str) -> types.ModuleType:
     return module
 
 
+def stand_in(name: str) -> types.ModuleType:
+    """An empty module registered as `name` (a host's `modules.shared`, say) for the harness to fill."""
+    return register(name, types.ModuleType(name))
+
+
 def stand_in_from_a1111(name: str) -> types.ModuleType:
     """`modules.<leaf>` from the A1111 stand-in (tests/webui_standin, each file citing what it mirrors), for a
     host that keeps A1111's API there (the Forge forks' `modules.scripts`, say) but cannot import its own."""
     leaf = name.rpartition(".")[2]
     spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "webui_standin" / "modules" / f"{leaf}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
+    module = register(name, importlib.util.module_from_spec(spec))
     spec.loader.exec_module(module)
-    setattr(importlib.import_module(name.rpartition(".")[0]), leaf, module)
     return module
 
 

@@ -17,7 +17,7 @@ import tempfile
 import types
 from pathlib import Path
 
-from harness import REPO, enter_host, stand_in
+from harness import REPO, enter_host, hooks_left, stand_in
 
 enter_host(Path(sys.argv[1]))
 import diffusers  # noqa: E402
@@ -44,7 +44,7 @@ extensions.active = lambda: [types.SimpleNamespace(list_files=list_files)]
 from modules import paths, script_callbacks, scripts_manager  # noqa: E402
 
 import skip_tuning_diffusers  # noqa: E402
-from test_diffusers import hooks_left, tiny_pipeline  # noqa: E402
+from test_diffusers import tiny_pipeline  # noqa: E402
 
 shared.opts.postprocessing_enable_in_main_ui = []  # read by scripts_auto_postprocessing (no such scripts here)
 paths.script_path = tempfile.mkdtemp()  # SD.Next's own scripts/ stay out: only the extension is loaded

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from harness import hooks_left
 from skip_tuning_core import SkipTuningError
 from skip_tuning_lab.comfy_host import declare_torchvision_ops
 
@@ -66,9 +67,6 @@ def reference(unet, rhos):
         offset += count
     return handles
 
-
-def hooks_left(unet):
-    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in unet.modules())
 
 
 @pytest.mark.parametrize("kind", ["sd1", "sdxl"])

@@ -138,11 +138,6 @@ def test_a_model_function_wrapper_set_before_is_kept(forge):
     assert seen == [pytest.approx(2.0)]
 
 
-class ForgeObjects(types.SimpleNamespace):
-    def shallow_copy(self):
-        return ForgeObjects(**vars(self))
-
-
 def test_the_webui_script_patches_forge_mains_unet_in_its_processing_order(forge):
     """The WebUI script on Forge main's real UnetPatcher, called as Forge main's modules/processing.py calls it:
     the scripts' `process`; before the first pass forge_objects reset from the LoRA-applied copy, then
@@ -151,7 +146,7 @@ def test_the_webui_script_patches_forge_mains_unet_in_its_processing_order(forge
     setting leaves only that pass out. The script API above it is A1111's stand-in (Forge's needs gradio 4)."""
     from test_webui_script import SkipTuningScript  # first: it puts A1111's stand-in `modules` on sys.path
 
-    from modules import scripts, shared
+    from modules import processing, scripts, shared
 
     runner = scripts.ScriptRunner([SkipTuningScript])
     runner.setup_ui()
@@ -160,7 +155,7 @@ def test_the_webui_script_patches_forge_mains_unet_in_its_processing_order(forge
     expected, untuned = denoise(forge, hand_patched(base, rhos), 4.0), denoise(forge, base, 4.0)
 
     def generation():
-        loaded = ForgeObjects(unet=base)  # backend/loader.py: both set when a checkpoint loads
+        loaded = processing.ForgeObjects(base)  # backend/loader.py: both set when a checkpoint loads
         p = types.SimpleNamespace(sd_model=types.SimpleNamespace(forge_objects=loaded,
                                                                  forge_objects_after_applying_lora=loaded.shallow_copy()),
                                   script_args=[True, 1.0, 0.6, 0.0, 1.0, ""], extra_generation_params={}, comments=[],

@@ -23,7 +23,7 @@ from modules import processing, script_callbacks, scripts, shared  # noqa: E402
 from skip_tuning_core import SkipTuningError  # noqa: E402
 from sd_webui_ext.params import ARG_NAMES, INFOTEXT_KEY, SkipParams, params_from_args  # noqa: E402
 
-from harness import load_entry_point  # noqa: E402
+from harness import hooks_left, load_entry_point  # noqa: E402
 from test_comfy_errors import DiTModel  # noqa: E402
 from test_webui_attach import ldm_unet  # noqa: E402
 from tiny_models import conditioning, tiny_model  # noqa: E402
@@ -93,9 +93,6 @@ def generate(model, args, enable_hr=False, hires_option=True, seed=0):
     p = processing.StableDiffusionProcessingTxt2Img(model, runner, args, enable_hr=enable_hr, seed=seed)
     return p, processing.process_images(p)
 
-
-def hooks_left(unet):
-    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in unet.modules())
 
 
 ON = [True, 1.0, 0.6, 0.0, 1.0, ""]
