@@ -23,6 +23,6 @@ def patch_forge_unet(p, params: SkipParams) -> bool:
         report_unsupported(p, unet.model.diffusion_model)
         return False
     p.sd_model.forge_objects.unet = skip_tuned(
-        unet, function_wrapper=True, rho_top=params.rho_top, rho_bottom=params.rho_bottom, start_percent=params.start_percent,
-        end_percent=params.end_percent, block_rhos=params.block_rhos)
+        unet, function_wrapper=True, rho_top=params.rho_top, rho_bottom=params.rho_bottom,
+        start_percent=params.start_percent, end_percent=params.end_percent, block_rhos=params.block_rhos)
     return True

@@ -7,7 +7,7 @@ model, or A1111's ldm/sgm model.
 """
 import gradio as gr
 
-from modules import script_callbacks, scripts, shared
+from modules import script_callbacks, scripts
 
 from skip_tuning_core import HELP, RHO_MAX, SkipTuningError
 
