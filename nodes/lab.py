@@ -122,5 +122,6 @@ class DigitPrompt:
 
 
 NODE_CLASS_MAPPINGS = {"SkipTuningDigitsLoader": DigitsLoader, "SkipTuningDigitPrompt": DigitPrompt}
-NODE_DISPLAY_NAME_MAPPINGS = {"SkipTuningDigitsLoader": "Load Digits Model (Skip Tuning lab)",
+# At most 32 characters: the node search of frontend 1.58 finds nothing for a longer query.
+NODE_DISPLAY_NAME_MAPPINGS = {"SkipTuningDigitsLoader": "Load Digits (Skip Tuning lab)",
                               "SkipTuningDigitPrompt": "Digit Prompt (Skip Tuning lab)"}

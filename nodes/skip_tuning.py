@@ -4,6 +4,8 @@ from ..skip_tuning_core import DEFAULT_RHO_BOTTOM, DEFAULT_RHO_TOP, DESCRIPTION,
 MODEL_INPUT = ("MODEL", {"tooltip": "A U-Net model (SD1.x, SD2.x, SDXL). It is cloned, never changed."})
 MODEL_TOOLTIP = "The model with Skip Tuning applied while sampling."
 CATEGORY = "model_patches/unet"
+# What people type when they look for this (frontends from late 2025 search `search_aliases`).
+SEARCH_ALIASES = ["skip connection", "skip scale", "rho", "unet skip", "FreeU"]
 
 
 def rho_input(name, default):
@@ -29,6 +31,7 @@ class SkipTuning:
     OUTPUT_TOOLTIPS = (MODEL_TOOLTIP,)
     FUNCTION = "apply"
     CATEGORY = CATEGORY
+    SEARCH_ALIASES = SEARCH_ALIASES
     DESCRIPTION = DESCRIPTION + " The Skip Tuning Sweep node renders such an A/B in one run."
 
     def apply(self, model, rho_top, rho_bottom, start_percent, end_percent):

@@ -1,6 +1,6 @@
 """Skip Tuning Sweep: one model in, one patched model per rho value out, for a labelled A/B in one run."""
 from ..skip_tuning_core import SkipTuningError, check_rho, parse_numbers, skip_tuned
-from .skip_tuning import CATEGORY, MODEL_INPUT, RAMP_INPUTS, RANGE_INPUTS
+from .skip_tuning import CATEGORY, MODEL_INPUT, RAMP_INPUTS, RANGE_INPUTS, SEARCH_ALIASES
 
 MAX_VALUES = 16
 SWEPT = ("rho_bottom", "rho_top")
@@ -25,6 +25,7 @@ class SkipTuningSweep:
     OUTPUT_IS_LIST = (True, True)
     FUNCTION = "apply"
     CATEGORY = CATEGORY
+    SEARCH_ALIASES = SEARCH_ALIASES + ["A/B", "compare", "xy plot"]
     DESCRIPTION = ("Outputs one Skip Tuning model per value (a list): a KSampler fed with it renders every value "
                    "with the same seed in one run. The labels fit a SaveImage filename_prefix.")
 

@@ -1,14 +1,24 @@
-"""Skip Tuning with removable forward pre-hooks, for U-Nets run without a model patcher (A1111's ldm/sgm
-U-Net, diffusers' UNet2DConditionModel). It only calls methods of the modules and tensors it is handed,
-so the core still imports no torch.
+"""Skip Tuning for U-Nets run without a model patcher (A1111's ldm/sgm U-Net, diffusers' U-Nets), undone by
+`remove()`. torch is imported only when a U-Net is tuned, so the rest of the core imports without it.
 
-Each hooked layer takes `cat([h, skip], dim=1)` as its first argument, so the skip is the trailing
-channels of that input. A pre-hook on the U-Net reads the call's timestep once; the layer hooks only read
-the per-block rhos it leaves.
+Each tuned layer takes `cat([h, skip], dim=1)` as its input, so the skip is the trailing channels of it. The
+U-Net's call turns its timestep into one factor per skip with tensor operations (no value read into Python) and
+each layer multiplies its skip channels by its factor.
+
+Not torch hooks: torch.compile does not guard a module's hook dicts while they are empty
+(`torch._dynamo.config.skip_nnmodule_hook_guards`), so hooks added to a U-Net that already ran compiled, or
+added again after a removal, are silently never run. Instead the U-Net and each layer get a subclass of their
+own class whose `_call_impl` does the work (as `torch.nn.utils.parametrize` swaps a module's class): dynamo
+guards a module's type, so attaching and removing recompile once, and since the settings are tensors, a new
+rho value or range reuses the compiled graph.
 """
-from .schedule import DEFAULT_RHO_BOTTOM, DEFAULT_RHO_TOP, SkipPlan, make_ranges
+import math
+
+from .schedule import DEFAULT_RHO_BOTTOM, DEFAULT_RHO_TOP, SIGMA_RTOL, SkipPlan, make_ranges
 
 TIMESTEPS = 1000
+ENTRIES = "skip_tuning_entries"  # on a tuned module: the tuple of what each attached handle does there
+INPUT_NAMES = ("input_tensor", "hidden_states", "x")  # a layer called with keywords (diffusers' UNetMotionModel)
 
 
 def percent_to_timestep(percent: float) -> float:
@@ -16,43 +26,45 @@ def percent_to_timestep(percent: float) -> float:
     return (1.0 - percent) * (TIMESTEPS - 1)
 
 
-def largest(value) -> float:
-    """The largest timestep of a call (a tensor of any shape, or a number)."""
-    return float(value.max()) if hasattr(value, "max") else float(value)
+def widened(value: float, direction: int) -> float:
+    """A window bound moved outwards by the relative tolerance the ComfyUI path compares sigmas with."""
+    return value + direction * SIGMA_RTOL * abs(value) if math.isfinite(value) else value
 
 
 class SkipHandle:
-    """The hooks of one `hook_skips`; `remove()` (idempotent) takes every one of them off."""
+    """What one `hook_skips` put on a U-Net; `remove()` (idempotent) takes all of it off."""
 
     def __init__(self, plan: SkipPlan, read_timestep, condition):
-        self.plan = plan
+        import torch
         self.read_timestep = read_timestep
         self.condition = condition
-        self.rhos = None  # the current call's per-skip rhos, or None: leave it unscaled
-        self.handles = []
+        windows = plan.windows
+        # Window order is priority order: the first listed range containing the timestep wins.
+        self.bounds = torch.tensor([[widened(w.sigma_low, -1), widened(w.sigma_high, 1)] for w in windows],
+                                   dtype=torch.float32)
+        self.table = torch.tensor([list(w.rhos or (1.0,) * plan.num_blocks) for w in windows], dtype=torch.float32)
+        self.factors = None  # this call's factor per skip, a tensor on the U-Net's device
+        self.modules = []
 
-    def on_unet_call(self, module, args, kwargs):
-        timestep = self.read_timestep(args, kwargs)
-        if timestep is None or (self.condition is not None and not self.condition()):
-            self.rhos = None
-        else:
-            self.rhos = self.plan.rhos_at(largest(timestep))
-
-    def skip_hook(self, j: int, width: int):
-        def scale_skip(module, args):
-            rhos = self.rhos
-            if rhos is None or rhos[j] == 1.0:
-                return None
-            # In place: the concatenated input is a fresh tensor the U-Net made for this layer alone,
-            # so this costs no memory.
-            args[0][:, -width:].mul_(rhos[j])
-            return None
-        return scale_skip
+    def on_unet_call(self, args, kwargs):
+        value = self.read_timestep(args, kwargs)
+        if not hasattr(value, "max"):
+            value = args[0].new_tensor(float(value), dtype=self.bounds.dtype)
+        if self.bounds.device != value.device:
+            self.bounds, self.table = self.bounds.to(value.device), self.table.to(value.device)
+        factors = self.table.new_ones(self.table.shape[1])
+        if self.condition is None or self.condition():
+            largest = value.max().to(self.bounds.dtype)
+            inside = (self.bounds[:, 0] <= largest) & (largest <= self.bounds[:, 1])
+            for w in reversed(range(self.table.shape[0])):
+                factors = self.table[w].where(inside[w], factors)
+        self.factors = factors
 
     def remove(self):
-        while self.handles:
-            self.handles.pop().remove()
-        self.rhos = None
+        while self.modules:
+            module = self.modules.pop()
+            untune(module, self)
+        self.factors = None
 
     def __enter__(self):
         return self
@@ -61,20 +73,77 @@ class SkipHandle:
         self.remove()
 
 
+def read_timestep_then_call(module, args, kwargs):
+    for handle in getattr(module, ENTRIES):
+        handle.on_unet_call(args, kwargs)
+
+
+def scale_skip_then_call(module, args, kwargs):
+    x = args[0] if args else next(kwargs[name] for name in INPUT_NAMES if name in kwargs)
+    for handle, j, width in getattr(module, ENTRIES):
+        if handle.factors is not None:
+            # In place: the concatenated input is a fresh tensor the U-Net made for this layer alone.
+            x[:, -width:].mul_(handle.factors[j].to(x.dtype))
+
+
+TUNED_CLASSES = {}
+
+
+def tuned_class(cls, before_call):
+    """`cls` with `before_call(module, args, kwargs)` run at the start of every call; one per (cls, before_call)."""
+    key = (cls, before_call)
+    if key not in TUNED_CLASSES:
+        def _call_impl(self, *args, **kwargs):
+            before_call(self, args, kwargs)
+            return cls._call_impl(self, *args, **kwargs)
+        TUNED_CLASSES[key] = type(cls.__name__, (cls,), {
+            "_call_impl": _call_impl, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+            "skip_tuning_base": cls})
+    return TUNED_CLASSES[key]
+
+
+def tune(module, handle, entry, before_call):
+    entries = getattr(module, ENTRIES, ())
+    if not entries:
+        module.__class__ = tuned_class(type(module), before_call)
+    setattr(module, ENTRIES, entries + (entry,))
+    handle.modules.append(module)
+
+
+def untune(module, handle):
+    entries = tuple(entry for entry in getattr(module, ENTRIES, ())
+                    if (entry[0] if isinstance(entry, tuple) else entry) is not handle)
+    if entries:
+        setattr(module, ENTRIES, entries)
+        return
+    vars(module).pop(ENTRIES, None)
+    # Another library may have swapped the class again since (parametrize does): then leave its class alone;
+    # with no entries left our call does nothing.
+    if type(module) in TUNED_CLASSES.values():
+        module.__class__ = type(module).skip_tuning_base
+
+
+def tuned_modules(module) -> int:
+    """How many modules at or below `module` carry Skip Tuning."""
+    return sum(1 for m in module.modules() if getattr(m, ENTRIES, ()))
+
+
 def hook_skips(unet, layers, widths, read_timestep, rho_top=DEFAULT_RHO_TOP, rho_bottom=DEFAULT_RHO_BOTTOM,
-               start_percent=0.0, end_percent=1.0, block_rhos: str = "", ranges: str = "", condition=None) -> SkipHandle:
+               start_percent=0.0, end_percent=1.0, block_rhos: str = "", ranges: str = "", condition=None,
+               percent_to_value=percent_to_timestep) -> SkipHandle:
     """Scale skip j (0 = deepest), the last widths[j] input channels of layers[j], while `unet` runs.
 
-    The options mean what the ComfyUI node's inputs mean; a range is read on the timestep the U-Net
-    receives (`read_timestep(args, kwargs)`). `condition`, if given, is called once per U-Net call; when it
-    returns False that call is left unscaled.
+    The options mean what the ComfyUI node's inputs mean; a range is read on the value `read_timestep(args,
+    kwargs)` finds in the U-Net's call (the largest in the batch), placed in the run by `percent_to_value`
+    (decreasing from percent 0 to 1). `condition`, if given,
+    is called once per U-Net call; when it returns False that call is left unscaled.
     """
     skip_ranges = make_ranges(len(widths), rho_top, rho_bottom, start_percent, end_percent, block_rhos, ranges)
-    handle = SkipHandle(SkipPlan(skip_ranges, len(widths), percent_to_timestep), read_timestep, condition)
-    if handle.plan.is_identity:
+    plan = SkipPlan(skip_ranges, len(widths), percent_to_value)
+    handle = SkipHandle(plan, read_timestep, condition)
+    if plan.is_identity:
         return handle
-    handle.handles.append(unet.register_forward_pre_hook(handle.on_unet_call, with_kwargs=True))
+    tune(unet, handle, handle, read_timestep_then_call)
     for j, (layer, width) in enumerate(zip(layers, widths)):
-        if any(window.rhos is not None and window.rhos[j] != 1.0 for window in handle.plan.windows):
-            handle.handles.append(layer.register_forward_pre_hook(handle.skip_hook(j, width)))
+        tune(layer, handle, (handle, j, width), scale_skip_then_call)
     return handle

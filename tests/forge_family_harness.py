@@ -125,9 +125,9 @@ results["setting_off"] = dict(first_vs_reference=max_diff(denoise(first_only, 5.
 schedule = base.model.model_sampling
 high, low = float(schedule.percent_to_sigma(0.3)), float(schedule.percent_to_sigma(0.7))
 _, (ranged,) = generation([True, 1.0, 0.5, 0.3, 0.7, ""], base)
-scaled = []  # per model call: did the patch get factors?
+scaled = []  # per model call: did the patch get a factor other than 1?
 ranged.set_model_output_block_patch(
-    lambda h, hsp, options: (options["block"][1] == 0 and scaled.append(SCALES in options), (h, hsp))[1])
+    lambda h, hsp, options: (options["block"][1] == 0 and scaled.append(any(float(f) != 1.0 for f in options[SCALES])), (h, hsp))[1])
 sigmas = [float(s) for s in schedule.sigmas[::97]] + [high * 1.01, high * 0.99, low * 1.01, low * 0.99]
 for sigma in sigmas:
     denoise(ranged, sigma)

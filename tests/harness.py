@@ -34,8 +34,9 @@ def enter_host(root) -> None:
 
 
 def hooks_left(module) -> int:
-    """Forward hooks and pre-hooks on `module` and everything below it."""
-    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in module.modules())
+    """Forward hooks and pre-hooks on `module` and everything below it, and the modules Skip Tuning tunes."""
+    from skip_tuning_core.hooks import tuned_modules
+    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in module.modules()) + tuned_modules(module)
 
 
 def register(name: str, module: types.ModuleType) -> types.ModuleType:

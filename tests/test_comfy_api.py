@@ -7,6 +7,9 @@ from skip_tuning_lab.comfy_host import load_pack
 
 REPO = Path(__file__).resolve().parents[1]
 SAVED = json.loads((Path(__file__).parent / "data" / "nodes_0.1.0.json").read_text())
+# Display names are not stored in workflows; this one was shortened for frontend 1.58's node search.
+RENAMED = {"SkipTuningDigitsLoader": "Load Digits (Skip Tuning lab)"}
+SEARCH_LIMIT = 32  # frontend 1.58.1's node search finds nothing for a longer query
 
 
 def literal_mapping_keys(path: Path) -> set:
@@ -25,7 +28,8 @@ def test_every_node_id_is_a_literal_a_source_scanner_finds(comfy_nodes_loaded):
     assert set(pack.NODE_CLASS_MAPPINGS) == in_source == set(SAVED)
     for node_id in SAVED:
         assert comfy_nodes_loaded[node_id] is pack.NODE_CLASS_MAPPINGS[node_id]
-        assert pack.NODE_DISPLAY_NAME_MAPPINGS[node_id] == SAVED[node_id]["display_name"]
+        assert pack.NODE_DISPLAY_NAME_MAPPINGS[node_id] == RENAMED.get(node_id, SAVED[node_id]["display_name"])
+        assert len(pack.NODE_DISPLAY_NAME_MAPPINGS[node_id]) <= SEARCH_LIMIT, node_id
 
 
 def input_list(node_class) -> list:
@@ -53,3 +57,15 @@ def test_every_node_keeps_the_ids_inputs_order_types_and_defaults_of_version_0_1
         assert list(node_class.RETURN_TYPES) == saved["outputs"], node_id
         assert list(getattr(node_class, "OUTPUT_IS_LIST", [False] * len(saved["outputs"]))) == saved["output_is_list"]
         assert node_class.CATEGORY == saved["category"], node_id
+
+
+def test_object_info_marks_the_expert_inputs_advanced_and_gives_search_aliases(comfy_nodes_loaded):
+    """What ComfyUI's /object_info passes to the frontend: V1 input options verbatim (`advanced` folds an input
+    under "Advanced Inputs" in Vue nodes) and, from late-2025 servers on, a class's SEARCH_ALIASES."""
+    advanced = {node_id: [name for name, spec in comfy_nodes_loaded[node_id].INPUT_TYPES()["required"].items()
+                          if len(spec) > 1 and spec[1].get("advanced")] for node_id in SAVED}
+    assert advanced["SkipTuningAdvanced"] == ["block_rhos", "ranges"]
+    assert advanced["SkipTuning"] == [] and advanced["SkipTuningSweep"] == []
+    for node_id in ("SkipTuning", "SkipTuningAdvanced", "SkipTuningSweep"):
+        aliases = comfy_nodes_loaded[node_id].SEARCH_ALIASES
+        assert {"skip connection", "FreeU"} <= set(aliases) and all(isinstance(a, str) for a in aliases)

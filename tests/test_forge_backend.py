@@ -110,9 +110,9 @@ def test_the_range_is_resolved_on_the_predictor_of_the_model_sampled(forge, pred
     predictor = patcher.model.predictor
     high, low = predictor.percent_to_sigma(0.3), predictor.percent_to_sigma(0.7)
     tuned = skip_tuned(patcher, rho_top=1.0, rho_bottom=0.5, start_percent=0.3, end_percent=0.7)
-    scaled = []  # per model call: did the patch get factors?
+    scaled = []  # per model call: did the patch get a factor other than 1?
     tuned.set_model_output_block_patch(
-        lambda h, hsp, options: (options["block"][1] == 0 and scaled.append(SCALES in options), (h, hsp))[1])
+        lambda h, hsp, options: (options["block"][1] == 0 and scaled.append(any(float(f) != 1.0 for f in options[SCALES])), (h, hsp))[1])
     sigmas = [float(s) for s in predictor.sigmas[::97]] + [high * 1.01, high * 0.99, low * 1.01, low * 0.99]
     for sigma in sigmas:
         denoise(forge, tuned, sigma)

@@ -1,6 +1,12 @@
 """The lab pipeline end to end: the shipped digits model through ComfyUI, the metric, the demo."""
+import contextlib
+import itertools
 import json
 import math
+import os
+import re
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from skip_tuning_lab import quality_sweep
 from skip_tuning_lab.comfy_server import free_port
@@ -106,19 +113,134 @@ def test_rho_one_is_identical_to_off_and_rho_below_one_differs(sweep):
     assert not torch.equal(sweep.samples(sweep.patched(0.8), "euler", 4, 0, 16), off)
 
 
-def test_demo_renders_grid_and_quality_through_the_server(tmp_path):
+def demo(out, *extra):
+    return subprocess.Popen([sys.executable, "-m", "skip_tuning_lab.demo", "--out", str(out), "--port",
+                             str(free_port()), *extra], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def server_pid(line: str) -> int:
+    return int(re.search(r"\(pid (\d+),", line).group(1))
+
+
+def assert_gone(pid: int, port: int):
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass
+
+
+def test_demo_grid_says_what_it_shows_each_setting_once_in_the_figures_order(tmp_path):
     out = tmp_path / "demo"
-    completed = subprocess.run([sys.executable, "-m", "skip_tuning_lab.demo", "--batch", "80", "--out", str(out),
-                                "--port", str(free_port())], cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    process = demo(out, "--batch", "80")
+    output, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, output[-3000:]
     report = json.loads((out / "demo_quality.json").read_text())
-    assert set(report) == {"off", "on (rho_bottom 0.8)", "rho_bottom 1", "rho_bottom 0.9", "rho_bottom 0.8",
-                           "rho_bottom 0.7"}
+    # README's figure (docs/quality_grid.png) goes from rho_bottom 1 down to 0.7; the A/B's off and on are the
+    # sweep's 1 and 0.8, pixel for pixel, so they name those rows instead of repeating them.
+    assert list(report) == ["rho_bottom 1 = off", "rho_bottom 0.9", "rho_bottom 0.8 = on", "rho_bottom 0.7"]
     assert all(math.isfinite(v["fd"]) for v in report.values())
-    assert report["off"] == report["rho_bottom 1"], "same seed, rho 1: the same digits"
-    assert report["on (rho_bottom 0.8)"] == report["rho_bottom 0.8"]
-    assert report["off"] != report["on (rho_bottom 0.8)"]
-    assert (out / "demo_grid.png").read_bytes()[:4] == b"\x89PNG"
+    assert len({v["fd"] for v in report.values()}) == 4
+    grid = Image.open(out / "demo_grid.png")
+    ksampler = [node["widgets_values"] for node in json.loads(
+        (REPO / "example_workflows" / "lab_digits_sweep.json").read_text())["nodes"] if node["type"] == "KSampler"]
+    seed, _, steps, _, sampler, _, _ = ksampler[0]
+    text = grid.text["Title"] + "\n" + grid.text["Description"]
+    assert f"{sampler}, {steps} steps" in text and f"seed {seed}" in text and "rho_top 1" in text
+    for name, scores in report.items():
+        assert f"{name}\nFD {scores['fd']:.2f}" in text
+    pixels = np.asarray(grid.convert("L"))
+    assert (pixels[:25] < 128).sum() > 500, "a title above the grid"
+    assert blank_border(pixels) <= 16
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", output).group(1))
+    assert_gone(server_pid(output), port)
+
+
+@pytest.mark.parametrize("number, when", [(signal.SIGTERM, "serving at"), (signal.SIGINT, "queueing")],
+                         ids=["sigterm-while-serving", "ctrl-c-while-rendering"])
+def test_demo_stops_the_server_it_started_on_sigterm_and_ctrl_c(tmp_path, number, when):
+    process = demo(tmp_path / "demo", "--batch", "8", "--serve")
+    pid = None
+    try:
+        lines = []
+        while not lines or when not in lines[-1]:
+            lines.append(process.stdout.readline())
+            assert lines[-1], "".join(lines)[-3000:]
+        started = "".join(lines)
+        pid, port = server_pid(started), int(re.search(r"127\.0\.0\.1:(\d+)", started).group(1))
+        os.kill(pid, 0)
+        process.send_signal(number)
+        rest, _ = process.communicate(timeout=60)
+        assert process.returncode == 0 and "stopping the ComfyUI server" in rest, rest[-3000:]
+        assert_gone(pid, port)
+    finally:  # a failed run leaves no process behind
+        process.kill()
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def blank_border(pixels: np.ndarray) -> int:
+    """The widest white band along any edge of a greyscale picture (JPEG noise aside)."""
+    rows, columns = np.nonzero(pixels < 200)
+    height, width = pixels.shape
+    return max(rows.min(), columns.min(), height - 1 - rows.max(), width - 1 - columns.max())
+
+
+def object_info(mappings, workflow: dict) -> dict:
+    """/object_info's entries for the workflow's nodes, from the node classes, without a server."""
+    info = {}
+    for node_type in {node["type"] for node in workflow["nodes"] if node["type"] in mappings}:
+        inputs = mappings[node_type].INPUT_TYPES()
+        info[node_type] = {"input": inputs, "input_order": {kind: list(names) for kind, names in inputs.items()}}
+    return info
+
+
+def test_each_sd_workflow_card_shows_its_own_settings_and_ends_at_its_content(comfy_nodes_loaded):
+    """The committed cards are what thumbnails draws from each workflow: a column per setting its KSamplers
+    sample (the A/B: without and with; the sweep: each value), pairwise different, no blank band."""
+    from skip_tuning_lab import thumbnails
+    from skip_tuning_lab.demo import api_prompt, load_workflow
+
+    cards, shown = {}, {}
+    for name in ("skip_tuning_sd15_txt2img", "skip_tuning_sdxl_txt2img", "skip_tuning_ab_comparison",
+                 "skip_tuning_rho_sweep"):
+        workflow = load_workflow(name)
+        prompt = api_prompt(workflow, object_info(comfy_nodes_loaded, workflow))
+        shown[name] = thumbnails.columns(prompt, 12)
+        cards[name] = np.asarray(thumbnails.settings_card(workflow, prompt).convert("L"), dtype=np.int16)
+        committed = np.asarray(Image.open(REPO / "example_workflows" / f"{name}.jpg").convert("L"), dtype=np.int16)
+        assert committed.shape == cards[name].shape and np.abs(committed - cards[name]).mean() < 3, \
+            f"{name}.jpg is out of date: run python -m skip_tuning_lab.thumbnails"
+    assert [title for title, _ in shown["skip_tuning_ab_comparison"]] == ["without Skip Tuning", "rho_bottom 0.8"]
+    off, on = (skip_range for _, skip_range in shown["skip_tuning_ab_comparison"])
+    assert off is None and on.rhos[0] == 0.8 and on.rhos[-1] == 1.0
+    assert [skip_range.rhos[0] for _, skip_range in shown["skip_tuning_rho_sweep"]] == [1.0, 0.9, 0.8, 0.7]
+    for a, b in itertools.combinations(cards, 2):
+        assert cards[a].shape != cards[b].shape or np.abs(cards[a] - cards[b]).mean() > 2, (a, b)
+    for path in sorted((REPO / "example_workflows").glob("*.jpg")):
+        assert blank_border(np.asarray(Image.open(path).convert("L"))) <= 16, path.name
+
+
+def test_thumbnails_help_prints_usage_and_writes_nothing():
+    cards = sorted((REPO / "example_workflows").glob("*.jpg"))
+    before = [(path.read_bytes(), path.stat().st_mtime_ns) for path in cards]
+    completed = subprocess.run([sys.executable, "-m", "skip_tuning_lab.thumbnails", "--help"], cwd=REPO,
+                               capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 0 and completed.stdout.startswith("usage:"), completed.stderr[-3000:]
+    assert "example_workflows" in completed.stdout
+    assert [(path.read_bytes(), path.stat().st_mtime_ns) for path in cards] == before
+
+
+def test_demo_rows_join_outputs_with_identical_images():
+    from skip_tuning_lab.demo import label, merge_identical
+
+    zeros, ones = [np.zeros((2, 2, 3), np.uint8)], [np.ones((2, 2, 3), np.uint8)]
+    rows = merge_identical({"rho_bottom 1": zeros, "rho_bottom 0.8": ones, "off": [zeros[0].copy()]})
+    assert [names for names, _ in rows] == [["rho_bottom 1", "off"], ["rho_bottom 0.8"]]
+    assert rows[0][1] is zeros and rows[1][1] is ones
+    assert [label(p) for p in ("digits_skip_tuning_off", "rho_bottom_0.9", "rho_top_1")] == [
+        "off", "rho_bottom 0.9", "rho_top 1"]
 
 
 def test_preset_recheck_quick_mode_reruns_presets_on_new_seeds(comfy_nodes_loaded, tmp_path, monkeypatch):

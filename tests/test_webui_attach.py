@@ -4,6 +4,7 @@ import torch
 from ldm.modules.diffusionmodules.openaimodel import UNetModel as LdmUNet
 from ldm.modules.diffusionmodules.util import timestep_embedding
 
+from harness import hooks_left
 from sd_webui_ext import attach
 from skip_tuning_core import SkipTuningError
 
@@ -82,20 +83,20 @@ def test_attach_equals_reference_and_remove_restores_bits(kind, rho_top, rho_bot
     case = Case(kind)
     plain = case.run()
     n = len(case.unet.output_blocks)
-    with attach(case.unet, rho_top=rho_top, rho_bottom=rho_bottom) as handle:
+    with attach(case.unet, rho_top=rho_top, rho_bottom=rho_bottom):
         got = case.run()
-        assert handle.handles
+        assert hooks_left(case.unet) == len(case.unet.output_blocks) + 1  # every skip layer and the U-Net
     torch.testing.assert_close(got, case.reference(reference_rhos(n, rho_top, rho_bottom)), rtol=1e-5, atol=1e-5)
     assert torch.equal(case.run(), plain)
-    assert not case.unet._forward_pre_hooks and all(not m._forward_pre_hooks for m in case.unet.modules())
+    assert hooks_left(case.unet) == 0
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_rho_one_is_bit_identical_and_installs_nothing(kind):
     case = Case(kind)
     plain = case.run()
-    with attach(case.unet, rho_top=1.0, rho_bottom=1.0) as handle:
-        assert handle.handles == []
+    with attach(case.unet, rho_top=1.0, rho_bottom=1.0):
+        assert hooks_left(case.unet) == 0
         assert torch.equal(case.run(), plain)
 
 
@@ -124,7 +125,7 @@ def test_exception_mid_forward_leaves_no_hook(kind):
                 case.run()
             finally:
                 bomb.remove()
-    assert all(not m._forward_pre_hooks for m in case.unet.modules())
+    assert hooks_left(case.unet) == 0
     assert torch.equal(case.run(), plain)
 
 
@@ -155,8 +156,8 @@ def test_sigma_is_read_once_per_call(monkeypatch):
             reads.append(1)
         return original(self, *args, **kwargs)
 
-    with attach(case.unet, rho_bottom=0.5) as handle:
-        assert len(handle.handles) > 5  # one per scaled block, plus the U-Net's
+    with attach(case.unet, rho_bottom=0.5):
+        assert hooks_left(case.unet) == len(case.unet.output_blocks) + 1
         monkeypatch.setattr(torch.Tensor, "max", counting_max)
         for timesteps in calls:
             case.run(timesteps)
