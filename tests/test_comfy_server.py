@@ -156,3 +156,14 @@ def test_a_workflow_saved_with_version_0_1_0_keeps_its_values_and_runs(server, o
     plain = server.output_files(server.run_prompt(swap_loaders(prompt, run=2)))
     a, b = (np.asarray(Image.open(files[0]), dtype=np.float32) for files in (tuned, plain))
     assert np.abs(a - b).max() > 0
+
+
+def test_a_decimal_comma_sent_through_the_http_api_fails_the_prompt_with_the_fix(server, object_info):
+    """`0,2-0,8` (a European 0.2-0.8) was once accepted as the range 0.0-0.0: the API caller now gets the line
+    and how to write it, in the prompt's error."""
+    prompt = ui_to_api(json.loads(SAVED_0_1_0.read_text()), object_info)
+    advanced = next(n["inputs"] for n in prompt.values() if n["class_type"] == "SkipTuningAdvanced")
+    advanced["ranges"] = "0,2-0,8"
+    with pytest.raises(RuntimeError) as error:
+        server.run_prompt(swap_loaders(prompt, run=3))
+    assert "ranges line 1" in str(error.value) and "write decimals with a point" in str(error.value)

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from skip_tuning_core import (SkipPlan, SkipRange, SkipTuningError, make_ranges, parse_ranges,
+from skip_tuning_core import (SkipPlan, SkipRange, SkipTuningError, make_ranges, parse_numbers, parse_ranges,
                               parse_rho_list, rho_per_block)
 from skip_tuning_core.patcher import SkipTuner, block_factors
 
@@ -91,3 +91,15 @@ def test_chained_tuners_multiply():
 def test_bad_core_input_names_the_field(call, match):
     with pytest.raises(SkipTuningError, match=match):
         call()
+
+
+@pytest.mark.parametrize("text,numbers", [("1.0,0.9, 0.8", [1.0, 0.9, 0.8]), ("1,1,1, 0.8", [1.0, 1.0, 1.0, 0.8]),
+                                          ("0.8 0.9", [0.8, 0.9])])
+def test_lists_with_commas_between_numbers_still_parse(text, numbers):
+    assert parse_numbers(text, "values") == numbers
+
+
+@pytest.mark.parametrize("text", ["1,0 0,8", "1,0, 0,9, 0,8", "0,5 1"])
+def test_a_decimal_comma_is_refused_with_the_fix(text):
+    with pytest.raises(SkipTuningError, match=r"values: .* write decimals with a point \(0.2, not 0,2\)"):
+        parse_numbers(text, "values")

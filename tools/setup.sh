@@ -25,6 +25,11 @@ if [ -n "$COMFY_064" ]; then
   grep -E '^comfyui-' "$VENV/comfyui-0.3.64-requirements.txt" > "$VENV/comfyui-0.3.64-frontend.txt"
   grep -vE '^(comfyui-|torch|#|$)' "$VENV/comfyui-0.3.64-requirements.txt" > "$VENV/comfyui-0.3.64-rest.txt"
   "${PIP[@]}" --no-deps --target "$VENV/hosts/comfyui-0.3.64-frontend" -r "$VENV/comfyui-0.3.64-frontend.txt"
+  # The newest frontend, which 0.3.64 serves with --front-end-root (tests/test_browser_frontend_new.py); the wheel
+  # has no dependencies.
+  "${PIP[@]}" --no-deps --target "$VENV/hosts/comfyui-frontend-1.58.1" comfyui-frontend-package==1.58.1
+  test -f "$VENV/hosts/comfyui-frontend-1.58.1/comfyui_frontend_package/static/index.html" \
+    || { echo "setup: comfyui-frontend-package 1.58.1 came without its static/ folder" >&2; exit 1; }
   "${PIP[@]}" -c requirements/constraints.txt -r "$VENV/comfyui-0.3.64-rest.txt"
 fi
 # AUTOMATIC1111 1.10.1 itself (tests/test_a1111.py) runs in a venv of its own: its pins (transformers 4.30,
