@@ -16,10 +16,10 @@ from .schedule import (
     parse_rho_list,
     rho_per_block,
 )
-from .texts import BLOCK_COUNT, DESCRIPTION, HELP, SAMPLER_NOTE
+from .texts import BLOCK_COUNT, CONTROLNET_NOTE, DESCRIPTION, HELP, SAMPLER_NOTE
 
 __all__ = [
-    "BLOCK_COUNT", "DEFAULT_RHO_BOTTOM", "DEFAULT_RHO_TOP", "DESCRIPTION", "HELP", "RHO_MAX", "RHO_MIN", "SAMPLER_NOTE", "SkipPlan", "SkipRange",
+    "BLOCK_COUNT", "CONTROLNET_NOTE", "DEFAULT_RHO_BOTTOM", "DEFAULT_RHO_TOP", "DESCRIPTION", "HELP", "RHO_MAX", "RHO_MIN", "SAMPLER_NOTE", "SkipPlan", "SkipRange",
     "SkipTuningError", "check_percent", "check_rho", "is_tuned", "make_ranges", "output_block_count", "parse_numbers",
     "parse_ranges", "parse_rho_list", "rho_per_block", "skip_tuned", "unsupported_message",
 ]

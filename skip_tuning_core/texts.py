@@ -5,6 +5,9 @@ BLOCK_COUNT = ("as many as the model has output blocks, counted on the model its
 
 SAMPLER_NOTE = "The effect depends on the sampler: compare with and without on your own seeds."
 
+CONTROLNET_NOTE = ("A ControlNet's residual is added to a skip before the skip is scaled, so rho scales that "
+                   "residual too.")
+
 HELP = {
     "rho_top": "Scale of the skip connection nearest the input (the last output block). Usually 1.0.",
     "rho_bottom": "Scale of the deepest skip connection (the first output block); the blocks in between are "
@@ -22,4 +25,4 @@ HELP = {
 
 DESCRIPTION = ("Skip Tuning (Ma et al., ICML 2024): scales the U-Net's skip connections, rho_bottom for the deepest "
                "and rho_top for the shallowest, linearly in between. Training-free, no extra compute. "
-               + SAMPLER_NOTE)
+               + SAMPLER_NOTE + " " + CONTROLNET_NOTE)

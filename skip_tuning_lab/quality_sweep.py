@@ -189,14 +189,15 @@ def plot(results, rhos, samplers, steps_list, out_dir):
 
     paths = []
     for sampler in samplers:
-        figure, axis = plt.subplots(figsize=(5, 3.5))
+        figure, axis = plt.subplots(figsize=(6, 3.5))
         for steps in steps_list:
             means, sds = zip(*(mean_sd(results[(sampler, steps, r)]["fd"]) for r in rhos))
             axis.errorbar(rhos, means, yerr=sds, marker="o", capsize=3, label=f"{steps} steps")
         axis.set(xlabel="rho_bottom (rho_top = 1)", ylabel="Fréchet distance (lower is better)",
                  title=f"digits model, {sampler} (selection seeds)")
         axis.invert_xaxis()
-        axis.legend(fontsize=8)
+        # Beside the axes, not on them: inside, the legend covered the 4-step error bars.
+        axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
         figure.tight_layout()
         path = out_dir / f"quality_{sampler}.png"
         figure.savefig(path, dpi=90)

@@ -3,12 +3,11 @@ LoRA, group offloading, a second handle; and ranges placed in the run as ComfyUI
 pipeline and for SVD's EDM-conditioned U-Net, each against a hand reference or ComfyUI's own schedule code."""
 import pytest
 import torch
-import torch._dynamo
 from torch._dynamo.utils import counters
 
 from harness import hooks_left
 from skip_tuning_core import SkipTuningError
-from test_comfy_compile import CountingBackend
+from test_comfy_compile import CountingBackend, fresh_dynamo  # noqa: F401 (fixture)
 from test_diffusers import SKIPS, diffusers, reference, run, tiny_pipeline, tiny_unet  # noqa: F401 (fixture)
 
 
@@ -24,14 +23,6 @@ def hand_tuned(unet, rhos, t=600.0):
     finally:
         for handle in handles:
             handle.remove()
-
-
-@pytest.fixture
-def fresh_dynamo():
-    torch._dynamo.reset()
-    counters.clear()
-    yield
-    torch._dynamo.reset()
 
 
 def test_compiled_unet_keeps_the_unpatched_graph_count_and_a_new_value_or_range_compiles_nothing(diffusers,
