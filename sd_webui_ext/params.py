@@ -105,6 +105,17 @@ def paste_key(name: str) -> str:
     return f"{INFOTEXT_KEY} {name}"
 
 
+def infotext_value(name: str):
+    """An infotext-field function: this control's value in the compact "Skip Tuning" entry of parsed infotext,
+    or None. A1111's API (`Api.apply_infotext`, modules/api/api.py 363-430) reads a request's `infotext` through
+    the script's `infotext_fields` alone and runs no `infotext_pasted` callback, so the compact value has to be
+    read here too."""
+    def value(params: dict):
+        pasted = params_from_infotext(params[INFOTEXT_KEY]) if INFOTEXT_KEY in params else None
+        return None if pasted is None else getattr(pasted, name)
+    return value
+
+
 def expand_infotext(infotext: str, params: dict) -> None:
     """An `infotext_pasted` callback: the one compact "Skip Tuning" value becomes one entry per control
     (a PNG without it turns the accordion off; a malformed one leaves every control as it is)."""

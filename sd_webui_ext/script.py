@@ -14,7 +14,8 @@ from skip_tuning_core import HELP, RHO_MAX, SkipTuningError
 from .a1111 import fail_when_sampling, install_for_sampling
 from .forge import is_forge, patch_forge_unet
 from .pipelines import install_for_pipeline, is_pipeline, remove_pipeline_hooks
-from .params import ARG_NAMES, INFOTEXT_KEY, expand_infotext, params_from_args, paste_key, with_xyz_overrides
+from .params import (ARG_NAMES, INFOTEXT_KEY, expand_infotext, infotext_value, params_from_args, paste_key,
+                     with_xyz_overrides)
 from .settings_ui import default_params, on_ui_settings, on_ui_tabs, tunes_this_pass
 from .xyz import register_xyz_axes
 
@@ -64,7 +65,10 @@ class SkipTuningScript(scripts.Script):
             block_rhos = gr.Textbox("", label="Per-block rho (optional)", info=HELP["block_rhos"],
                                     elem_id=self.elem_id("block_rhos"))
         controls = [enabled, rho_top, rho_bottom, start, end, block_rhos]
-        self.infotext_fields = [(control, paste_key(name)) for control, name in zip(controls, ARG_NAMES)]
+        # By name for the UI's paste and "Send to" (which match fields by name), and by function for the API's
+        # `infotext`; both read the same compact value.
+        self.infotext_fields = [(control, paste_key(name)) for control, name in zip(controls, ARG_NAMES)] + [
+            (control, infotext_value(name)) for control, name in zip(controls, ARG_NAMES)]
         self.paste_field_names = [paste_key(name) for name in ARG_NAMES]
         return controls
 

@@ -290,6 +290,14 @@ results["api_dict"] = dict(vs_reference=max_diff(as_dict, reference), disabled_v
                            disabled_infotext="Skip Tuning" in info_off["infotexts"][0],
                            too_many_cut_by_a1111=max_diff(too_many, reference))
 
+# The API's `infotext` field: A1111 maps it onto script args through infotext_fields only (bug: untuned).
+INFOTEXT = "a digit\nSteps: 4, Sampler: Euler, Seed: 1, Size: 64x64, Skip Tuning: rho_top=1; rho_bottom=0.5; start=0; end=1"
+status, _, (via_infotext,), info_infotext = call("txt2img", **BASE, infotext=INFOTEXT)
+_, _, (plain_infotext,), _ = call("txt2img", **BASE, infotext=INFOTEXT.split(", Skip Tuning")[0])
+results["api_infotext"] = dict(status=status, vs_reference=max_diff(via_infotext, reference),
+                               vs_off=max_diff(via_infotext, off), without_key_vs_off=max_diff(plain_infotext, off),
+                               infotext="Skip Tuning: rho_top=1; rho_bottom=0.5" in info_infotext["infotexts"][0])
+
 bad = {}
 for name, args in (("rho_bottom", [{"rho_bottom": 9}]), ("rho_top", [True, "lots", 0.8, 0.0, 1.0, ""]),
                    ("end_percent", [True, 1.0, 0.8, 0.6, 0.2, ""])):

@@ -46,6 +46,14 @@ def test_api_txt2img_equals_the_hand_reference_and_leaves_no_hook(a1111):
     assert a1111["api_dict"]["too_many_cut_by_a1111"] == 0
 
 
+def test_api_infotext_tunes_exactly_like_the_same_values_given_as_args(a1111):
+    """`POST /sdapi/v1/txt2img` with an `infotext` carrying "Skip Tuning: ..." (bug: HTTP 200, untuned image)."""
+    run = a1111["api_infotext"]
+    assert run["status"] == 200 and run["infotext"]
+    assert run["vs_reference"] == 0 and run["vs_off"] > 0
+    assert run["without_key_vs_off"] == 0
+
+
 @pytest.mark.parametrize("field, message", [
     ("rho_bottom", "rho_bottom must be a finite number from 0 to 3, got 9.0"),
     ("rho_top", "rho_top must be a number from 0 to 3, got 'lots'"),
