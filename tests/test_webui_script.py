@@ -105,7 +105,9 @@ def test_ui_has_one_component_per_argument():
     assert len(controls) == script.args_to - script.args_from == len(ARG_NAMES)
     assert isinstance(controls[0], gr.Checkbox) and controls[0].value is False
     assert [c.value for c in controls[1:]] == [1.0, 0.8, 0.0, 1.0, ""]
-    assert len(script.infotext_fields) == len(ARG_NAMES)
+    # Each control twice: by name (UI paste, "Send to") and by function (the API's infotext).
+    assert len(script.infotext_fields) == 2 * len(ARG_NAMES)
+    assert [c for c, _ in script.infotext_fields] == controls * 2
 
 
 def test_a1111_generation_is_tuned_and_leaves_no_hook():
@@ -284,8 +286,9 @@ def test_infotext_round_trip_restores_every_control():
     runner, controls = make_runner()
     values = paste(runner.alwayson_scripts[0].infotext_fields,
                    {INFOTEXT_KEY: p.extra_generation_params[INFOTEXT_KEY], "Steps": "20"})
-    assert values[:5] == args[:5]
-    assert params_from_args(values) == params_from_args(args)
+    n = len(ARG_NAMES)
+    assert values[:5] == args[:5] and values[n:] == values[:n]
+    assert params_from_args(values[:n]) == params_from_args(args)
 
 
 def test_send_to_img2img_copies_every_control():
@@ -304,9 +307,9 @@ def test_malformed_infotext_is_ignored_with_a_warning(caplog):
     fields = runner.alwayson_scripts[0].infotext_fields
     with caplog.at_level(logging.WARNING, logger="skip_tuning"):
         values = paste(fields, {INFOTEXT_KEY: "rho_top=abc; rho_bottom=0.8"})
-    assert values == [None] * len(ARG_NAMES)
+    assert values == [None] * 2 * len(ARG_NAMES)
     assert "ignoring the pasted value" in caplog.text
-    assert paste(fields, {"Steps": "20"}) == [False] + [None] * (len(ARG_NAMES) - 1)
+    assert paste(fields, {"Steps": "20"}) == [False] + [None] * (2 * len(ARG_NAMES) - 1)
 
 
 class AxisOption:
