@@ -1,6 +1,7 @@
 """ComfyUI 0.3.64's own frontend, in a real headless Chromium: the example workflows load without a missing-node
 dialog or console error, the node search finds Skip Tuning, the templates browser shows this pack's cards with
 their thumbnails, the node's help page opens, and Run makes images. Screenshots go to lab_output/browser/."""
+import contextlib
 import json
 import shutil
 import time
@@ -23,8 +24,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 PACK = REPO.name  # the folder name ComfyUI lists the pack's templates and web files under
 
 
-@pytest.fixture(scope="module")
-def page(tmp_path_factory):
+@contextlib.contextmanager
+def served_page(tmp_path_factory, shots, extra_args=(), prepare=None):
+    """ComfyUI 0.3.64 (its own frontend packages on the path) and a headless Chromium page on it that writes
+    console errors, page errors and failed responses to `page.errors`; `prepare(server, page)` runs before the
+    page loads. Skips, saying why, where a part is missing. Yields (page, playwright's sync_api)."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: run tools/setup.sh")
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (tools/setup.sh installs it where apt-get may)")
@@ -32,27 +36,36 @@ def page(tmp_path_factory):
         root = host_tree("comfyui-0.3.64")
     except FileNotFoundError as missing:
         pytest.skip(f"no ComfyUI 0.3.64 to serve the frontend: {missing}")
-    if not FRONTEND.is_dir():
+    if not FRONTEND.is_dir():  # also its templates and docs packages, which 0.3.64 serves with any frontend
         pytest.skip(f"ComfyUI 0.3.64's frontend is not installed at {FRONTEND}: run tools/setup.sh")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with ComfyServer(tmp_path_factory.mktemp("comfyui"), root=root, python_path=[FRONTEND]) as server, \
-            sync_api.sync_playwright() as playwright:
+    shots.mkdir(parents=True, exist_ok=True)
+    with ComfyServer(tmp_path_factory.mktemp("comfyui"), root=root, python_path=[FRONTEND],
+                     extra_args=list(extra_args)) as server, sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.errors = []
-        page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
+        page.on("console", lambda m: page.errors.append(f"{m.text} ({m.location.get('url')})")
+                if m.type == "error" else None)
         page.on("pageerror", lambda e: page.errors.append(str(e)))
         page.on("response", lambda r: page.errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        if prepare is not None:
+            prepare(server, page)
         page.goto(server.url)
         page.wait_for_function("window.app && window.app.graph && window.app.extensionManager", timeout=120000)
+        page.server = server
+        yield page, sync_api
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    with served_page(tmp_path_factory, SHOTS) as (page, sync_api):
         try:  # a new user gets the templates dialog, once the template index has loaded
             page.locator(".p-dialog").first.wait_for(timeout=15000)
             close_dialog(page)
         except sync_api.TimeoutError:
             pass
-        page.server = server
         yield page
-        browser.close()
 
 
 def close_dialog(page):
@@ -64,16 +77,23 @@ def new_errors(page, before: int) -> list:
     return page.errors[before:]
 
 
+def load_workflow(page, path, shots) -> tuple:
+    """Load an example workflow into the page and screenshot it: (the node types the frontend does not know,
+    the page's text in lower case)."""
+    page.evaluate("wf => window.app.loadGraphData(wf)", json.loads(path.read_text()))
+    page.wait_for_timeout(1500)
+    page.screenshot(path=shots / f"{path.stem}.png")
+    unknown = page.evaluate("window.app.graph.nodes.filter(n => !(n.type in LiteGraph.registered_node_types) "
+                            "&& n.type !== 'Note').map(n => n.type)")
+    return unknown, page.inner_text("body").lower()
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
 def test_each_example_workflow_loads_without_a_missing_node_or_an_error(page, path):
     before = len(page.errors)
-    page.evaluate("wf => window.app.loadGraphData(wf)", json.loads(path.read_text()))
-    page.wait_for_timeout(1500)
-    page.screenshot(path=SHOTS / f"{path.stem}.png")
-    unknown = page.evaluate("window.app.graph.nodes.filter(n => !(n.type in LiteGraph.registered_node_types) "
-                            "&& n.type !== 'Note').map(n => n.type)")
+    unknown, text = load_workflow(page, path, SHOTS)
     assert unknown == []
-    assert "the following node types were not found" not in page.inner_text("body").lower()
+    assert "the following node types were not found" not in text
     assert new_errors(page, before) == []
 
 
