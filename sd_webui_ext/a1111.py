@@ -5,12 +5,55 @@ from .params import SkipParams, report_no_effect, report_unsupported, tell
 from .unet_hooks import attach, skip_widths
 
 
-def install_for_sampling(p, params: SkipParams, tunes_this_pass) -> bool:
-    """Wrap this `p`'s own `sample` (txt2img runs its hires pass inside it) with attach ... remove.
+FOLLOWER = "skip_tuning_follower"  # on `p` while its `sample` runs
 
-    The hooks go on at each call and come off when it returns, raises or is interrupted, so no hook
-    outlives the generation and nothing is stored outside `p`. `tunes_this_pass()` is asked at every U-Net
-    call (txt2img's hires pass runs inside the same `sample`).
+
+class SampledUnet:
+    """This generation's hooks, on whichever U-Net samples. The refiner and a hires checkpoint load another
+    model mid-generation (A1111 1.10.1 modules/sd_samplers_common.py apply_refiner, modules/processing.py
+    before sample_hr_pass); when it is a new object, `follow()` moves the hooks onto it. `p.sd_model` is the
+    loaded model (processing.py 261-263)."""
+
+    def __init__(self, p, params: SkipParams, tunes_this_pass):
+        self.p, self.params, self.tunes_this_pass = p, params, tunes_this_pass
+        self.unet, self.handle = None, None
+
+    def follow(self):
+        unet = getattr(getattr(self.p.sd_model, "model", None), "diffusion_model", None)
+        if unet is self.unet:
+            return
+        first = self.unet is None
+        self.remove()
+        self.unet = unet
+        try:
+            self.handle = attach(unet, self.params.rho_top, self.params.rho_bottom, self.params.start_percent,
+                                 self.params.end_percent, self.params.block_rhos, condition=self.tunes_this_pass)
+        except SkipTuningError as error:
+            if first:
+                raise
+            tell(self.p, f"Skip Tuning: the refiner or hires checkpoint that took over was sampled without it: "
+                         f"{error}")
+
+    def remove(self):
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+
+
+def follow_the_sampled_unet(params) -> None:
+    """An `on_cfg_denoiser` callback: A1111 runs it at every denoiser step after a refiner switch
+    (modules/sd_samplers_cfg_denoiser.py, forward: apply_refiner, then cfg_denoiser_callback), before the
+    U-Net is called."""
+    follower = getattr(getattr(getattr(params, "denoiser", None), "p", None), FOLLOWER, None)
+    if follower is not None:
+        follower.follow()
+
+
+def install_for_sampling(p, params: SkipParams, tunes_this_pass) -> bool:
+    """Wrap this `p`'s own `sample` (txt2img runs its hires pass inside it) with hooks that exist only while it
+    runs: they come off when it returns, raises or is interrupted, so no hook outlives the generation and
+    nothing is stored outside `p`. `tunes_this_pass()` is asked at every U-Net call (txt2img's hires pass runs
+    inside the same `sample`).
     """
     unet = getattr(getattr(p.sd_model, "model", None), "diffusion_model", None)
     if unet is None:
@@ -33,17 +76,14 @@ def install_for_sampling(p, params: SkipParams, tunes_this_pass) -> bool:
             report_no_effect(p, f"the U-Net is replaced by {name!r} (Settings, SD Unet), which runs its own "
                                 "layers, not the ones Skip Tuning hooks")
             return sample(*args, **kwargs)
+        follower = SampledUnet(p, params, tunes_this_pass)
+        setattr(p, FOLLOWER, follower)
         try:
-            with attach(unet, params.rho_top, params.rho_bottom, params.start_percent, params.end_percent,
-                        params.block_rhos, condition=tunes_this_pass):
-                return sample(*args, **kwargs)
+            follower.follow()
+            return sample(*args, **kwargs)
         finally:
-            # The refiner and a hires checkpoint load another model mid-generation (A1111 1.10.1
-            # modules/sd_samplers_common.py apply_refiner, modules/processing.py before sample_hr_pass); when
-            # it is a new object the hooks stayed on the first U-Net. Weights loaded into the same one stay tuned.
-            if p.sd_model.model.diffusion_model is not unet:
-                tell(p, "Skip Tuning tuned only the first model: the refiner or hires checkpoint that took "
-                        "over during this generation was sampled without it.")
+            follower.remove()
+            vars(p).pop(FOLLOWER, None)
 
     sample_with_skip_tuning.skip_tuning_wraps = sample
     p.sample = sample_with_skip_tuning

@@ -11,7 +11,7 @@ from modules import script_callbacks, scripts
 
 from skip_tuning_core import HELP, RHO_MAX, SkipTuningError
 
-from .a1111 import fail_when_sampling, install_for_sampling
+from .a1111 import fail_when_sampling, follow_the_sampled_unet, install_for_sampling
 from .forge import is_forge, patch_forge_unet
 from .pipelines import install_for_pipeline, is_pipeline, remove_pipeline_hooks
 from .params import (ARG_NAMES, INFOTEXT_KEY, expand_infotext, infotext_value, params_from_args, paste_key,
@@ -104,5 +104,7 @@ script_callbacks.on_ui_settings(on_ui_settings)
 script_callbacks.on_ui_tabs(on_ui_tabs)
 script_callbacks.on_before_ui(register_xyz_axes)
 script_callbacks.on_infotext_pasted(expand_infotext)
+if hasattr(script_callbacks, "on_cfg_denoiser"):  # A1111: the refiner or a hires checkpoint takes over mid-run
+    script_callbacks.on_cfg_denoiser(follow_the_sampled_unet)
 if hasattr(script_callbacks, "on_after_process"):  # SD.Next runs it in process_images' `finally`
     script_callbacks.on_after_process(remove_pipeline_hooks)

@@ -45,7 +45,7 @@ YAML = """model:
         out_channels: 4
         model_channels: 32
         attention_resolutions: [4]
-        num_res_blocks: 2
+        num_res_blocks: {num_res_blocks}
         channel_mult: [1, 1, 2, 2]
         num_heads: 2
         use_spatial_transformer: true
@@ -102,15 +102,16 @@ def make_clip_folder():
     model.save_pretrained(CLIP, safe_serialization=True)
 
 
-def make_checkpoint(name: str, seed: int):
-    """NAME.safetensors with NAME.yaml beside it (A1111 uses a config next to a checkpoint)."""
+def make_checkpoint(name: str, seed: int, num_res_blocks: int = 2):
+    """NAME.safetensors with NAME.yaml beside it (A1111 uses a config next to a checkpoint); 2 res blocks per
+    level give 12 output blocks, 1 gives 8."""
     import torch
     from ldm.util import instantiate_from_config
     from omegaconf import OmegaConf
     from safetensors.torch import save_file
 
     yaml = MODELS / f"{name}.yaml"
-    yaml.write_text(YAML.format(clip=CLIP))
+    yaml.write_text(YAML.format(clip=CLIP, num_res_blocks=num_res_blocks))
     model = instantiate_from_config(OmegaConf.load(yaml).model)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -145,6 +146,7 @@ if not (MODELS / "tiny.safetensors").exists():
     make_clip_folder()
     make_checkpoint("tiny", seed=0)
     make_checkpoint("other", seed=1)
+    make_checkpoint("deep", seed=2, num_res_blocks=1)
 
 from modules import initialize  # noqa: E402
 
@@ -214,6 +216,29 @@ class HandScaled:
     def __exit__(self, *exc):
         for handle in self.handles:
             handle.remove()
+
+
+class HandScaledEverywhere:
+    """HandScaled on every ldm U-Net that runs while this is entered (a refiner's too), with the ramp for its own
+    number of output blocks; a global forward pre-hook finds each one at its first call."""
+
+    def __init__(self, rho_top, rho_bottom):
+        self.rho_top, self.rho_bottom, self.scaled = rho_top, rho_bottom, {}
+
+    def __enter__(self):
+        from ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+        def find(module, args):
+            if isinstance(module, UNetModel) and module not in self.scaled:
+                rhos = ramp(self.rho_top, self.rho_bottom, len(module.output_blocks))
+                self.scaled[module] = HandScaled(rhos, model=module).__enter__()
+        self.handle = torch.nn.modules.module.register_module_forward_pre_hook(find)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+        for scaled in self.scaled.values():
+            scaled.__exit__()
 
 
 def pixels(b64):
@@ -423,20 +448,21 @@ sd_unet.apply_unet("None")
 results["sd_unet"] = dict(tuned_vs_off=max_diff(engine_tuned, engine_off), comments=engine_comments,
                           hooks_left=hooks_left(unet))
 
-# The refiner ("other" has a .yaml of its own, so A1111 loads it as a new model object mid-generation); each
-# generation starts on the main model again (processing.py process_images reloads it).
-REFINER = dict(refiner_checkpoint="other.safetensors", refiner_switch_at=0.5)
-refined_off, _ = generate([False] + ON[1:], **REFINER)
-refined, refiner_comments = generate(ON, **REFINER)
-results["refiner"] = dict(comments=refiner_comments, first_part_tuned=max_diff(refined, refined_off),
-                          new_object=shared.sd_model.model.diffusion_model is not unet,
-                          hooks_left=[hooks_left(unet), hooks_left(shared.sd_model.model.diffusion_model)])
-# Hires with another checkpoint: A1111 loads it before the hires pass (processing.py, sample_hr_pass).
-HR_CHECKPOINT = dict(enable_hr=True, hr_scale=2, hr_upscaler="Latent", hr_second_pass_steps=2, denoising_strength=0.6,
-                     hr_checkpoint_name="other.safetensors")
-hr_other_off, _ = generate([False] + ON[1:], **HR_CHECKPOINT)
-hr_other, hr_other_comments = generate(ON, **HR_CHECKPOINT)
-results["hires_checkpoint"] = dict(comments=hr_other_comments, first_part_tuned=max_diff(hr_other, hr_other_off),
-                                   hooks_left=[hooks_left(unet), hooks_left(shared.sd_model.model.diffusion_model)])
+# The refiner and a hires checkpoint: "other" (12 output blocks) and "deep" (8) have a .yaml of their own, so A1111
+# loads each as a new model object mid-generation; each generation starts on the main model again
+# (processing.py process_images reloads it). Whichever U-Net samples is tuned, with the ramp for its own blocks.
+HR_CHECKPOINT = dict(enable_hr=True, hr_scale=2, hr_upscaler="Latent", hr_second_pass_steps=2, denoising_strength=0.6)
+for case, fields in (("refiner", dict(refiner_checkpoint="other.safetensors", refiner_switch_at=0.5)),
+                     ("refiner_other_layout", dict(refiner_checkpoint="deep.safetensors", refiner_switch_at=0.5)),
+                     ("hires_checkpoint", dict(HR_CHECKPOINT, hr_checkpoint_name="other.safetensors")),
+                     ("hires_checkpoint_other_layout", dict(HR_CHECKPOINT, hr_checkpoint_name="deep.safetensors"))):
+    switched_off, _ = generate([False] + ON[1:], **fields)
+    with HandScaledEverywhere(1.0, 0.5) as everywhere:
+        switched_reference, _ = generate([False] + ON[1:], **fields)
+    switched, comments = generate(ON, **fields)
+    results[case] = dict(comments=comments, vs_reference=max_diff(switched, switched_reference),
+                         vs_off=max_diff(switched, switched_off),
+                         unets=sorted(len(m.output_blocks) for m in everywhere.scaled),
+                         hooks_left=[hooks_left(m) for m in everywhere.scaled])
 print(json.dumps(results))
 sys.stdout.flush()

@@ -98,13 +98,13 @@ def test_a_replaced_unet_gets_a_comment_saying_skip_tuning_had_no_effect(a1111):
     assert "Skip Tuning had no effect: the U-Net is replaced by 'Stand-in engine'" in replaced["comments"]
 
 
-@pytest.mark.parametrize("case", ["refiner", "hires_checkpoint"])
-def test_a_refiner_or_hires_checkpoint_loaded_as_a_new_model_is_reported_and_the_first_part_tuned(a1111, case):
-    """Another checkpoint with a config of its own becomes a new model object mid-generation: the hooks stayed
-    on the first U-Net, so the comment says that only the first model was tuned."""
+@pytest.mark.parametrize("case, unets", [("refiner", [12, 12]), ("refiner_other_layout", [8, 12]),
+                                         ("hires_checkpoint", [12, 12]), ("hires_checkpoint_other_layout", [8, 12])])
+def test_the_refiner_and_a_hires_checkpoint_are_tuned_when_they_take_over(a1111, case, unets):
+    """Another checkpoint loaded as a new model object mid-generation, of the same layout or another: its steps
+    are tuned too, each U-Net with the ramp for its own output blocks (bug: only the first model was)."""
     run = a1111[case]
+    assert run["unets"] == unets, "the reference saw both models sample"
+    assert run["vs_reference"] == 0 and run["vs_off"] > 0
     assert run["hooks_left"] == [0, 0]
-    assert run["first_part_tuned"] > 0
-    assert "Skip Tuning tuned only the first model" in run["comments"]
-    if case == "refiner":
-        assert run["new_object"]
+    assert "tuned only the first model" not in run["comments"]
