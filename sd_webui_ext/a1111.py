@@ -84,6 +84,10 @@ def install_for_sampling(p, params: SkipParams, tunes_this_pass) -> bool:
         finally:
             follower.remove()
             vars(p).pop(FOLLOWER, None)
+            # A WebUI without the on_cfg_denoiser callback cannot move the hooks: say so.
+            if getattr(getattr(p.sd_model, "model", None), "diffusion_model", None) is not follower.unet:
+                tell(p, "Skip Tuning tuned only the first model: the refiner or hires checkpoint that took "
+                        "over during this generation was sampled without it.")
 
     sample_with_skip_tuning.skip_tuning_wraps = sample
     p.sample = sample_with_skip_tuning

@@ -156,9 +156,11 @@ def test_a1111_unet_replaced_through_sd_unet_says_skip_tuning_had_no_effect(monk
     assert hooks_left(model.model.diffusion_model) == 0
 
 
-def test_a1111_model_swapped_mid_generation_is_reported(monkeypatch):
+def test_a1111_model_swapped_mid_generation_without_the_denoiser_callback_is_reported(monkeypatch):
     """A refiner or hires checkpoint that is another model object (A1111's `p.sd_model` is `shared.sd_model`,
-    which reload_model_weights replaces) keeps the first pass tuned and says the rest was not."""
+    which reload_model_weights replaces), in a WebUI without `on_cfg_denoiser` (the stand-in has none), so the
+    hooks cannot follow it: the first pass stays tuned and the comment says the rest was not. In A1111 itself
+    the hooks follow (tests/test_a1111.py)."""
     model, refiner = LdmModel(), LdmModel(ldm_unet("sd1"))
     _, untuned = generate(model, OFF, enable_hr=True)
     p_same, _ = generate(model, ON, enable_hr=True)
