@@ -70,3 +70,14 @@ def test_the_zip_alone_loads_every_node_through_comfyuis_loader(comfy_nodes_load
     assert set(module.NODE_CLASS_MAPPINGS) == {"SkipTuning", "SkipTuningAdvanced", "SkipTuningSweep",
                                                "SkipTuningDigitsLoader", "SkipTuningDigitPrompt"}
     assert module.NODE_CLASS_MAPPINGS["SkipTuningDigitsLoader"].INPUT_TYPES()["required"]["model_name"][0]
+
+
+def test_the_readme_states_the_comfyui_version_pyproject_requires():
+    """The supported range users read is the one the registry enforces (`requires-comfyui`), and the oldest
+    ComfyUI the tests run is named beside it."""
+    import tomllib
+
+    required = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["comfy"]["requires-comfyui"]
+    readme = (REPO / "README.md").read_text()
+    assert f'`requires-comfyui = "{required}"`' in readme
+    assert "run by the tests on the ComfyUI of 2024-12-24" in readme
