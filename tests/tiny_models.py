@@ -61,9 +61,14 @@ def fill_weights(module: torch.nn.Module, seed: int) -> None:
 def tiny_model(kind: str = "sd1", seed: int = 0) -> comfy.model_patcher.ModelPatcher:
     """A ComfyUI MODEL (ModelPatcher) around a tiny SD1- or SDXL-like U-Net on CPU."""
     config_class = {"sd1": TinySD1, "sdxl": TinySDXL}[kind]
-    config = config_class(dict(config_class.unet_config))
+    return built_model(config_class(dict(config_class.unet_config)), seed=seed)
+
+
+def built_model(config, state_dict=None, seed: int = 0) -> comfy.model_patcher.ModelPatcher:
+    """A MODEL from a `supported_models` config as ComfyUI's loader makes it (`config.get_model(state_dict)`):
+    float32 on CPU, the U-Net's weights seeded. `state_dict` holds only the keys get_model reads (model type)."""
     config.set_inference_dtype(torch.float32, None)
-    model = config.get_model({}, device=torch.device("cpu"))
+    model = config.get_model(state_dict or {}, device=torch.device("cpu"))
     fill_weights(model.diffusion_model, seed)
     model.eval()
     return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
@@ -78,9 +83,15 @@ def tiny_vae(seed: int = 0) -> comfy.sd.VAE:
 
 def conditioning(kind: str, seed: int, batch: int = 1):
     """CONDITIONING as CLIPTextEncode makes it: a context tensor, plus the pooled output for SDXL."""
+    return text_conditioning(seed, batch, pooled_dim=POOLED_DIM if kind == "sdxl" else None)
+
+
+def text_conditioning(seed: int, batch: int = 1, context_dim: int = CONTEXT_DIM, pooled_dim=None, **values):
+    """CONDITIONING as a text encoder node makes it: a seeded context of `context_dim`, a pooled output of
+    `pooled_dim` if given, and any further `values` in the conditioning's dict."""
     generator = torch.Generator().manual_seed(seed)
-    context = torch.randn(batch, 4, CONTEXT_DIM, generator=generator)
-    extra = {}
-    if kind == "sdxl":
-        extra["pooled_output"] = torch.randn(batch, POOLED_DIM, generator=generator)
+    context = torch.randn(batch, 4, context_dim, generator=generator)
+    extra = dict(values)
+    if pooled_dim:
+        extra["pooled_output"] = torch.randn(batch, pooled_dim, generator=generator)
     return [[context, extra]]
