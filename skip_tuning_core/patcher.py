@@ -15,7 +15,7 @@ TUNERS = "skip_tuning"  # model_options["transformer_options"]: every Skip Tunin
 SCALES = "skip_tuning_scales"  # one model call's transformer_options: a factor tensor per block
 WRAPPER_KEY = "skip_tuning"
 APPLY_MODEL = "apply_model"  # comfy.patcher_extension.WrappersMP.APPLY_MODEL (ComfyUI >= 2024-12, reForge)
-SUPPORTED = "SD1.x, SD2.x, SDXL and other checkpoints built on the ldm/sgm UNetModel"
+SUPPORTED = "SD1.x, SD2.x, SDXL, SVD, the x4 upscaler and the other checkpoints built on the ldm/sgm UNetModel"
 
 
 def unsupported_message(model_name: str) -> str:

@@ -1,7 +1,7 @@
 """The help sentences every host shows, in one place: node tooltips, WebUI hints, docs."""
 
 BLOCK_COUNT = ("as many as the model has output blocks, counted on the model itself (SDXL base: 9; SD1.x, "
-               "SD2.x and the SDXL refiner: 12)")
+               "SD2.x, SVD and the SDXL refiner: 12; KOALA: 6)")
 
 SAMPLER_NOTE = "The effect depends on the sampler: compare with and without on your own seeds."
 
