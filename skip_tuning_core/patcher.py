@@ -95,12 +95,15 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
     return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 
 
-def chained_function_wrapper(inner):
-    """A `model_function_wrapper` (Forge, Forge Classic: no APPLY_MODEL wrappers) that keeps `inner`, if any."""
+def chained_function_wrapper(inner, model):
+    """A `model_function_wrapper` (Forge, Forge Classic: no APPLY_MODEL wrappers) that keeps `inner`, if any.
+
+    The schedule is read on the model `apply_model` is bound to, or on `model` (the patcher's) where the host
+    handed a plain function: Forge Neo's built-in Torch Compile replaces `apply_model` with a compiled one."""
     def skip_tuning_function_wrapper(apply_model, args):
         c = dict(args["c"])
-        c["transformer_options"] = with_scales(c.get("transformer_options", {}), apply_model.__self__,
-                                               args["input"], args["timestep"])
+        c["transformer_options"] = with_scales(c.get("transformer_options", {}),
+                                               getattr(apply_model, "__self__", model), args["input"], args["timestep"])
         args = {**args, "c": c}
         if inner is not None:
             return inner(apply_model, args)
@@ -144,5 +147,5 @@ def skip_tuned(patcher, function_wrapper: bool = False, **settings):
             patched.add_wrapper_with_key(APPLY_MODEL, WRAPPER_KEY, apply_model_wrapper)
         else:
             patched.set_model_unet_function_wrapper(
-                chained_function_wrapper(patched.model_options.get("model_function_wrapper")))
+                chained_function_wrapper(patched.model_options.get("model_function_wrapper"), patched.model))
     return patched

@@ -2,6 +2,7 @@
 with the `predictor` schedule, its IntegratedUNet2DConditionModel and its sampling_function, on CPU with random
 weights. The patch contract is ComfyUI's; what differs is where the schedule lives and that the range gate runs
 from a `model_function_wrapper`, so these run on the real code."""
+import functools
 import sys
 import types
 
@@ -91,6 +92,21 @@ def test_patched_forge_unet_equals_the_hand_reference(forge, cfg):
     untuned = denoise(forge, patcher, 5.0, cfg=cfg)
     torch.testing.assert_close(denoise(forge, tuned, 5.0, cfg=cfg), expected, rtol=1e-6, atol=1e-6)
     assert (expected - untuned).abs().max() > 1e-3
+
+
+def test_a_compiled_apply_model_without_a_bound_model_is_tuned(forge):
+    """Forge Neo's built-in Torch Compile (extensions-builtin/sd_forge_compile) replaces the model's
+    `apply_model` with a compiled function that is bound to nothing; the gate must still find the schedule."""
+    patcher = forge_unet(forge)
+    rhos = np.linspace(0.6, 1.0, len(patcher.model.diffusion_model.output_blocks))
+    expected = denoise(forge, hand_patched(patcher, rhos), 5.0, cfg=4.0)
+    bound = patcher.model.apply_model
+    patcher.model.apply_model = functools.wraps(bound)(lambda *args, **kwargs: bound(*args, **kwargs))
+    try:
+        tuned = denoise(forge, skip_tuned(patcher, function_wrapper=True, rho_top=1.0, rho_bottom=0.6), 5.0, cfg=4.0)
+    finally:
+        del patcher.model.apply_model
+    torch.testing.assert_close(tuned, expected, rtol=1e-6, atol=1e-6)
 
 
 def test_rho_one_is_bit_identical_and_the_original_patcher_keeps_its_options(forge):
