@@ -48,6 +48,9 @@ class SkipHandle:
 
     def on_unet_call(self, args, kwargs):
         value = self.read_timestep(args, kwargs)
+        if value is None:  # a call that names no timestep: nothing tells where it is in the run
+            self.factors = None
+            return
         if not hasattr(value, "max"):
             value = args[0].new_tensor(float(value), dtype=self.bounds.dtype)
         if self.bounds.device != value.device:
