@@ -161,8 +161,8 @@ def peak_bytes(call, device) -> int:
 
 
 def per_block_python_us(model, hsp, sigma, blocks, rounds=2000) -> float:
-    """Microseconds of Python per block call when Skip Tuning has nothing to do (outside its range): the
-    wrapper's range check, once per model call, spread over the blocks, plus each block's patch call."""
+    """Microseconds per block call outside the range: the wrapper's range check, once per model call, spread
+    over the blocks, plus each block's patch call (a multiply by 1)."""
     from skip_tuning_core.patcher import output_block_patch, with_scales
 
     base = model.model_options["transformer_options"]
@@ -251,9 +251,10 @@ def largest_skip_bytes(unet, inputs):
 
 
 def hook_share(unet, call, device, rounds):
-    """Share of a U-Net call spent inside attach's hooks, timed on the very inputs they receive."""
+    """Share of a U-Net call spent in what attach adds (the U-Net's factors, each layer's scaling), timed on the
+    very inputs the layers receive."""
     from sd_webui_ext import attach
-    from sd_webui_ext.unet_hooks import skip_widths
+    from skip_tuning_core.hooks import read_timestep_then_call, scale_skip_then_call
 
     blocks = [next(iter(block.children())) for block in unet.output_blocks]
     seen = {}
@@ -268,20 +269,18 @@ def hook_share(unet, call, device, rounds):
     for probe in probes:
         probe.remove()
     step = statistics.median(interleaved_times({"step": call}, rounds, device)["step"])
-    handle = attach(unet, rho_top=1.0, rho_bottom=0.8)
-    hooks = [handle.block_hook(j, width) for j, width in enumerate(skip_widths(unet))]
     timesteps = torch.full((seen[0].shape[0],), 500.0, device=device)
-    handle.remove()
     total = 0.0
-    for _ in range(rounds):
-        inputs = {j: tensor.clone() for j, tensor in seen.items()}
-        synchronize(device)
-        start = time.perf_counter()
-        handle.on_unet_call(unet, (inputs[0], timesteps), {})
-        for j, hook in enumerate(hooks):
-            hook(blocks[j], (inputs[j],))
-        synchronize(device)
-        total += time.perf_counter() - start
+    with attach(unet, rho_top=1.0, rho_bottom=0.8):
+        for _ in range(rounds):
+            inputs = {j: tensor.clone() for j, tensor in seen.items()}
+            synchronize(device)
+            start = time.perf_counter()
+            read_timestep_then_call(unet, (inputs[0], timesteps), {})
+            for j, layer in enumerate(blocks):
+                scale_skip_then_call(layer, (inputs[j],), {})
+            synchronize(device)
+            total += time.perf_counter() - start
     return total / rounds / step
 
 
@@ -290,6 +289,7 @@ def bench_webui(latent, batch, repeats, device):
     from ldm.modules.diffusionmodules.openaimodel import UNetModel
 
     from sd_webui_ext import attach
+    from skip_tuning_core.hooks import read_timestep_then_call, scale_skip_then_call
 
     unet = UNetModel(**SD15_LDM).eval()
     fill_random(unet)
@@ -320,18 +320,17 @@ def bench_webui(latent, batch, repeats, device):
         delta = peak_bytes(run, device) - base_peak
         result[key].update(peak_delta_bytes=delta, peak_delta_skips=delta / skip_bytes)
     result["attach active"]["in_patch_share"] = hook_share(unet, call, device, max(2, repeats // 2))
-    outside = attach(unet, rho_bottom=0.8, start_percent=0.9, end_percent=1.0)
     rounds = 2000
     args = (torch.zeros(1, 8, 4, 4, device=device),)
-    block_hooks = [outside.block_hook(j, 4) for j in range(len(unet.output_blocks))]
-    start = time.perf_counter()
-    for _ in range(rounds):
-        outside.on_unet_call(unet, (x, torch.tensor([500.0])), {})
-        for hook in block_hooks:
-            hook(None, args)
-    result["attach outside range"]["python_us_per_block"] = (time.perf_counter() - start) / (
-        rounds * len(block_hooks)) * 1e6
-    outside.remove()
+    layers = [next(iter(block.children())) for block in unet.output_blocks]
+    with attach(unet, rho_bottom=0.8, start_percent=0.9, end_percent=1.0):
+        start = time.perf_counter()
+        for _ in range(rounds):
+            read_timestep_then_call(unet, (x, torch.tensor([500.0], device=device)), {})
+            for layer in layers:
+                scale_skip_then_call(layer, args, {})
+        result["attach outside range"]["python_us_per_block"] = (time.perf_counter() - start) / (
+            rounds * len(layers)) * 1e6
     return {"model": "SD1.5", "host": "A1111 (ldm + attach)", "latent": latent, "batch": batch, "variants": result,
             "largest_skip_bytes": skip_bytes}
 

@@ -43,7 +43,7 @@ class SkipHandle:
         self.bounds = torch.tensor([[widened(w.sigma_low, -1), widened(w.sigma_high, 1)] for w in windows],
                                    dtype=torch.float32)
         self.table = torch.tensor([list(w.rhos or (1.0,) * plan.num_blocks) for w in windows], dtype=torch.float32)
-        self.factors = None  # this call's factor per skip, a tensor on the U-Net's device
+        self.factors = None  # this call's factor per skip, 0-dim tensors on the U-Net's device
         self.modules = []
 
     def on_unet_call(self, args, kwargs):
@@ -61,7 +61,7 @@ class SkipHandle:
             inside = (self.bounds[:, 0] <= largest) & (largest <= self.bounds[:, 1])
             for w in reversed(range(self.table.shape[0])):
                 factors = self.table[w].where(inside[w], factors)
-        self.factors = factors
+        self.factors = factors.unbind()  # one op for all skips; each layer then only multiplies
 
     def remove(self):
         while self.modules:
