@@ -8,11 +8,9 @@ from torch._dynamo.utils import counters
 from harness import hooks_left
 from skip_tuning_core import SkipTuningError
 from test_comfy_compile import CountingBackend, fresh_dynamo  # noqa: F401 (fixture)
-from test_diffusers import SKIPS, diffusers, reference, run, tiny_pipeline, tiny_unet  # noqa: F401 (fixture)
+from test_comfy_patch import reference_rhos
+from test_diffusers import diffusers, reference, run, tiny_pipeline, tiny_unet  # noqa: F401 (fixture)
 
-
-def ramp(n, rho_top, rho_bottom):
-    return [rho_bottom + (rho_top - rho_bottom) * j / (n - 1) for j in range(n)]
 
 
 def hand_tuned(unet, rhos, t=600.0):
@@ -40,18 +38,18 @@ def test_compiled_unet_keeps_the_unpatched_graph_count_and_a_new_value_or_range_
     handle = attach(unet, rho_bottom=0.6)
     compiled = torch.compile(unet, backend=backend)
     for t in (900.0, 500.0, 100.0):
-        torch.testing.assert_close(run(compiled, t), hand_tuned(eager, ramp(12, 1.0, 0.6), t), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(run(compiled, t), hand_tuned(eager, reference_rhos(12, 1.0, 0.6), t), rtol=1e-5, atol=1e-6)
     assert backend.compiled == plain_backend.compiled == 1
     handle.remove()
     torch.testing.assert_close(run(compiled, 500.0), run(eager, 500.0), rtol=1e-5, atol=1e-6)
     removed_graphs = backend.compiled  # the untuned U-Net is another type: compiled once
     handle = attach(unet, rho_top=0.9, rho_bottom=0.4, start_percent=0.3, end_percent=0.7)
-    torch.testing.assert_close(run(compiled, 500.0), hand_tuned(eager, ramp(12, 0.9, 0.4), 500.0),
+    torch.testing.assert_close(run(compiled, 500.0), hand_tuned(eager, reference_rhos(12, 0.9, 0.4), 500.0),
                                rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(run(compiled, 900.0), run(eager, 900.0), rtol=1e-5, atol=1e-6)  # outside
     handle.remove()
     handle = attach(unet, rho_bottom=0.0)  # 0.0 is a value: the deepest skip is dropped
-    torch.testing.assert_close(run(compiled, 500.0), hand_tuned(eager, ramp(12, 1.0, 0.0), 500.0),
+    torch.testing.assert_close(run(compiled, 500.0), hand_tuned(eager, reference_rhos(12, 1.0, 0.0), 500.0),
                                rtol=1e-5, atol=1e-6)
     handle.remove()
     assert backend.compiled == removed_graphs == 2
@@ -65,7 +63,7 @@ def test_attach_after_the_unet_ran_compiled_tunes_it(diffusers, fresh_dynamo):
     compiled = torch.compile(unet, backend=backend)
     untuned = run(compiled, 700.0)
     with diffusers[1].attach(compiled, rho_top=1.0, rho_bottom=0.5):
-        torch.testing.assert_close(run(compiled, 700.0), hand_tuned(eager, ramp(9, 1.0, 0.5), 700.0),
+        torch.testing.assert_close(run(compiled, 700.0), hand_tuned(eager, reference_rhos(9, 1.0, 0.5), 700.0),
                                    rtol=1e-5, atol=1e-6)
     assert torch.equal(run(compiled, 700.0), untuned) and backend.compiled == 2
     assert sum(counters["graph_break"].values()) == 0
@@ -85,7 +83,7 @@ def test_attach_composes_with_diffusers_freeu_in_either_order(diffusers, freeu_f
         unet.enable_freeu(**freeu)
     tuned = run(unet, 600.0)
     handle.remove()
-    torch.testing.assert_close(tuned, hand_tuned(unet, ramp(12, 1.0, 0.6)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(tuned, hand_tuned(unet, reference_rhos(12, 1.0, 0.6)), rtol=1e-5, atol=1e-6)
     freeu_alone = run(unet, 600.0)
     assert (tuned - freeu_alone).abs().max() > 1e-4 and not torch.equal(freeu_alone, untuned)
     unet.disable_freeu()
@@ -99,7 +97,7 @@ def test_attach_composes_with_a_peft_lora_unfused_and_fused(diffusers):
     unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
                                 target_modules=["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"]))
     with_lora = run(unet, 600.0)
-    rhos = ramp(12, 1.0, 0.7)
+    rhos = reference_rhos(12, 1.0, 0.7)
     handle = diffusers[1].attach(unet, rho_bottom=0.7)
     unfused = run(unet, 600.0)
     unet.fuse_lora()
@@ -117,7 +115,7 @@ def test_attach_composes_with_a_peft_lora_unfused_and_fused(diffusers):
 
 def test_attach_composes_with_group_offloading(diffusers):
     unet = tiny_unet(diffusers, "sdxl")
-    expected = hand_tuned(unet, ramp(9, 0.9, 0.5))
+    expected = hand_tuned(unet, reference_rhos(9, 0.9, 0.5))
     untuned = run(unet, 600.0)
     unet.enable_group_offload(torch.device("cpu"), offload_type="block_level", num_blocks_per_group=1)
     with diffusers[1].attach(unet, rho_top=0.9, rho_bottom=0.5):
@@ -129,7 +127,7 @@ def test_attach_composes_with_group_offloading(diffusers):
 def test_two_handles_multiply_and_come_off_in_either_order(diffusers, first_removed):
     unet = tiny_unet(diffusers, "sd1")
     untuned = run(unet, 600.0)
-    a, b = ramp(12, 1.0, 0.8), ramp(12, 0.9, 0.5)
+    a, b = reference_rhos(12, 1.0, 0.8), reference_rhos(12, 0.9, 0.5)
     handles = [diffusers[1].attach(unet, rho_bottom=0.8), diffusers[1].attach(unet, rho_top=0.9, rho_bottom=0.5)]
     torch.testing.assert_close(run(unet, 600.0), hand_tuned(tiny_unet(diffusers, "sd1"), [x * y for x, y in zip(a, b)]),
                                rtol=1e-5, atol=1e-6)
@@ -234,7 +232,7 @@ def test_svd_unet_is_tuned_against_a_hand_reference_and_a_range_follows_comfyuis
                 added_time_ids=torch.tensor([[6.0, 127.0, 0.02]]))
     with torch.no_grad():
         untuned = unet(**call).sample
-        handles = reference(unet, ramp(6, 1.0, 0.5))
+        handles = reference(unet, reference_rhos(6, 1.0, 0.5))
         expected = unet(**call).sample
         for handle in handles:
             handle.remove()

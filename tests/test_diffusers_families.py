@@ -6,11 +6,9 @@ import pytest
 import torch
 
 from harness import hooks_left
+from test_comfy_patch import reference_rhos
 from test_diffusers import diffusers, reference  # noqa: F401 (fixture)
 
-
-def ramp(n, rho_top, rho_bottom):
-    return [rho_bottom + (rho_top - rho_bottom) * j / (n - 1) for j in range(n)]
 
 
 def unet3d(lib, generator):
@@ -62,7 +60,7 @@ def test_each_family_equals_its_skips_scaled_on_the_up_blocks_and_comes_back_exa
             parameter.normal_(0.0, 0.05)
     unet.eval()
     assert len(adapter.skip_resnets(unet)[0]) == skips
-    rhos = ramp(skips, 1.0, 0.5)
+    rhos = reference_rhos(skips, 1.0, 0.5)
     with torch.no_grad():
         untuned = unet(**call).sample
         handles = reference(unet, rhos)
