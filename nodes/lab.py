@@ -12,6 +12,7 @@ import comfy.latent_formats
 import comfy.model_management
 import comfy.model_patcher
 import comfy.sd
+import comfy.supported_models
 import comfy.supported_models_base
 import comfy.utils
 
@@ -43,9 +44,28 @@ class DigitsModelConfig(comfy.supported_models_base.BASE):
     latent_format = comfy.latent_formats.ChromaRadiance
 
 
+# ComfyUI's own Flux transformer (double then single stream blocks) on 2x2 pixel patches, conditioned on the digit
+# token through its text stream: the lab's DiT, for measuring residual tuning.
+DIT_CONFIG = {
+    "image_model": "flux", "in_channels": 3, "out_channels": 3, "patch_size": 2, "vec_in_dim": None,
+    "context_in_dim": CONTEXT_DIM, "hidden_size": 128, "mlp_ratio": 4.0, "num_heads": 4, "depth": 2,
+    "depth_single_blocks": 4, "axes_dim": [8, 12, 12], "theta": 10000, "qkv_bias": True, "guidance_embed": False,
+}
+
+
+class DigitsDiTConfig(comfy.supported_models.Flux):
+    """Flux's rectified-flow sampling (shift 1: 16x16 pixels need none) on pixel-space RGB."""
+
+    unet_config = DIT_CONFIG
+    sampling_settings = {"shift": 1.0}
+    latent_format = comfy.latent_formats.ChromaRadiance
+
+
 def build_digits_model(unet_config=UNET_CONFIG, device=None):
-    """A ComfyUI BaseModel around the digits U-Net (weights still to be loaded or initialised)."""
-    config = DigitsModelConfig(dict(unet_config))
+    """A ComfyUI BaseModel around the digits U-Net, or the DiT for a Flux config (weights still to be loaded or
+    initialised)."""
+    config_class = DigitsDiTConfig if unet_config.get("image_model") == "flux" else DigitsModelConfig
+    config = config_class(dict(unet_config))
     config.set_inference_dtype(torch.float32, None)
     return config.get_model({}, device=device)
 
@@ -64,7 +84,12 @@ def load_digits_model(model_name):
     """(MODEL, VAE): the digits model from lab_models/ and the pixel-space VAE ComfyUI ships."""
     if model_name not in model_files():
         raise ValueError(f"model_name: no digits model {model_name!r} in {MODELS_DIR}; have {model_files()}")
-    state_dict, metadata = comfy.utils.load_torch_file(str(MODELS_DIR / model_name), return_metadata=True)
+    return load_digits_file(MODELS_DIR / model_name)
+
+
+def load_digits_file(path):
+    """(MODEL, VAE) from a digits model file anywhere (the lab's commands score files they just wrote)."""
+    state_dict, metadata = comfy.utils.load_torch_file(str(path), return_metadata=True)
     load_device = comfy.model_management.get_torch_device()
     model = build_digits_model(json.loads(metadata["unet_config"]), device=load_device)
     model.diffusion_model.load_state_dict({k: v.float() for k, v in state_dict.items()})
@@ -79,8 +104,9 @@ def digit_conditioning(digit):
     """CONDITIONING for one digit ('0'-'9') or 'any'."""
     if digit not in DIGIT_CHOICES:
         raise ValueError(f"digit must be one of {', '.join(DIGIT_CHOICES)}, got {digit!r}")
-    token = NULL_DIGIT if digit == "any" else int(digit)
-    return ([[digit_context(torch.tensor([token])), {}]],)
+    context = digit_context(torch.tensor([NULL_DIGIT if digit == "any" else int(digit)]))
+    # Flux's model_base reads a pooled vector whatever its config; the lab DiT ignores it, the U-Net never reads it.
+    return ([[context, {"pooled_output": context[:, 0]}]],)
 
 
 class DigitsLoader:

@@ -21,9 +21,27 @@ def sampler_label(name: str) -> str:
     return f"{SAMPLER_LABELS.get(name, name)} (`{name}`)"
 
 
+MODEL_LABELS = {"eps": "digits", "lcm": "digits LCM student (`lcm` sampling)"}
+
+
+def _interval(entry: dict) -> str:
+    low, high = entry["ci95"]
+    return f"95% CI {low:+.2f} to {high:+.2f}"
+
+
 def _evidence(entry: dict) -> str:
-    return (f"FD {entry['fd_off']:.2f} → {entry['fd_tuned']:.2f}, gain {entry['gain']:+.2f} ± {entry['gain_sd']:.2f} "
-            f"({entry['seeds_better']}/{len(entry['seeds'])} seeds better, p = {entry['p']:.3g})")
+    return (f"FD {entry['fd_off']:.2f} → {entry['fd_tuned']:.2f}, gain {entry['gain']:+.2f} ({_interval(entry)}, "
+            f"{entry['seeds_better']}/{len(entry['seeds'])} seeds better, p = {entry['p']:.3g})")
+
+
+def _recheck(entry: dict) -> str:
+    """What the preset recheck (skip_tuning_lab.preset_recheck) measured on seeds no other run used."""
+    recheck = entry.get("recheck")
+    if recheck is None:
+        return "not rechecked yet"
+    significance = "significant" if recheck["significant"] else "**not significant**"
+    return (f"{recheck['gain']:+.2f} ({_interval(recheck)}, {recheck['seeds_better']}/{recheck['seeds']} seeds), "
+            f"{recheck['gain'] / entry['gain']:.0%} of the confirmed gain, {significance}")
 
 
 def presets_markdown(entries: list) -> str:
@@ -35,18 +53,21 @@ def presets_markdown(entries: list) -> str:
     lines = []
     if good:
         first = good[0]
-        lines += [f"Confirmed on the project's digits model ({first['samples_per_seed']} samples on each of "
+        lines += [f"Confirmed on the project's digits models ({first['samples_per_seed']} samples on each of "
                   f"{len(first['seeds'])} seeds not used to choose the value, {first['test']}, "
                   f"p < {first['alpha']:g}, gain ≥ {first['min_effect']:.0%} of the distance; whole run, "
-                  "rho_top 1). A lower Fréchet distance (FD) is better.", "",
-                  "| sampler | steps | rho_top | rho_bottom | measured |", "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {sampler_label(e['sampler'])} | {e['steps']} | {e['rho_top']:g} | {e['rho_bottom']:g} | "
-                  f"{_evidence(e)} |" for e in good]
+                  "rho_top 1; two-sided 95% t intervals). A lower Fréchet distance (FD) is better. The recheck "
+                  "samples each preset again on seeds no other run used.", "",
+                  "| model | sampler | steps | rho_bottom | measured | recheck on new seeds |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {MODEL_LABELS.get(e.get('sampling', 'eps'), e['model'])} | {sampler_label(e['sampler'])} | "
+                  f"{e['steps']} | {e['rho_bottom']:g} | {_evidence(e)} | {_recheck(e)} |" for e in good]
     else:
         lines.append("No setting's gain was confirmed on new seeds, so there are no presets.")
     if bad:
         lines += ["", "**Not recommended** (measured to make samples worse on the same seeds):", ""]
-        lines += [f"- {sampler_label(e['sampler'])}, {e['steps']} steps, rho_bottom {e['rho_bottom']:g}: "
-                  f"{_evidence(e)}" for e in bad]
+        lines += [f"- {MODEL_LABELS.get(e.get('sampling', 'eps'), e['model'])}, {sampler_label(e['sampler'])}, "
+                  f"{e['steps']} steps, rho_bottom {e['rho_bottom']:g}: {_evidence(e)}; recheck: {_recheck(e)}"
+                  for e in bad]
     lines += ["", "A small model's numbers say little about large ones: compare on your own seeds."]
     return "\n".join(lines)

@@ -6,31 +6,19 @@ model_sampling, so sampling in ComfyUI sees exactly the inputs the model was tra
     .venv/bin/python -m skip_tuning_lab.train_digits --minutes 60
 """
 import argparse
-import copy
 import json
 import math
-import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from .comfy_host import boot_comfy, load_pack
 from .digits import HELD_OUT, load_digits_16
+from .training import fit, init_weights
 
 REPO = Path(__file__).resolve().parents[1]
 DROP_DIGIT = 0.15
 MIN_SNR_GAMMA = 5.0
-
-
-def init_weights(module: torch.nn.Module) -> None:
-    """comfy.ops skips torch's initialisation; run it, and zero the output conv (a common diffusion init)."""
-    for child in module.modules():
-        for base in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm):
-            if isinstance(child, base):
-                base.reset_parameters(child)
-    torch.nn.init.zeros_(module.out[-1].weight)
-    torch.nn.init.zeros_(module.out[-1].bias)
 
 
 def write_card(weights: Path) -> Path:
@@ -93,7 +81,7 @@ def main():
     lab = load_pack().nodes.lab
     model = lab.build_digits_model(device=torch.device("cpu"))
     unet = model.diffusion_model
-    init_weights(unet)
+    init_weights(unet, unet.out[-1])
     earlier = {"steps": 0, "minutes": 0.0}
     if args.resume:
         from safetensors import safe_open
@@ -102,20 +90,13 @@ def main():
             unet.load_state_dict({k: weights.get_tensor(k).float() for k in weights.keys()})
             metadata = weights.metadata()
         earlier = {"steps": int(metadata["steps"]), "minutes": float(metadata["minutes"])}
-    unet.train()
-    ema = copy.deepcopy(unet).eval().requires_grad_(False)
     sigmas = model.model_sampling.sigmas.float()
     images, labels = load_digits_16("train")
     images = images.expand(-1, 3, -1, -1).contiguous()
     print(f"U-Net parameters: {sum(p.numel() for p in unet.parameters()):,}; train images: {len(images)}")
-
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(args.seed)
-    deadline = time.monotonic() + args.minutes * 60
-    step, loss_avg = 0, None
-    bar = tqdm(total=int(args.minutes * 60), unit="s", desc="training")
-    started = time.monotonic()
-    while time.monotonic() < deadline:
+
+    def batch_loss(unet, _):
         index = torch.randint(len(images), (args.batch,), generator=generator)
         x0 = images[index]
         digits = labels[index].clone()
@@ -126,25 +107,10 @@ def main():
         x_in = (x0 + sigma * noise) / torch.sqrt(sigma**2 + 1.0)  # ModelSamplingDiscrete.calculate_input
         # Min-SNR-gamma weighting (Hang et al., 2023): SNR = 1 / sigma^2; low-noise steps stop dominating the loss.
         weight = torch.clamp(MIN_SNR_GAMMA * sigma**2, max=1.0)
-        fraction = (time.monotonic() - started) / (args.minutes * 60)
-        for group in optimizer.param_groups:  # warm-up, then cosine decay over the time budget
-            group["lr"] = args.lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
         error = unet(x_in, timesteps.float(), lab.digit_context(digits)) - noise
-        loss = (weight * error**2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        with torch.no_grad():
-            decay = min(args.ema, (1 + step) / (10 + step))
-            for p_ema, p in zip(ema.parameters(), unet.parameters()):
-                p_ema.lerp_(p, 1 - decay)
-        loss_avg = loss.item() if loss_avg is None else 0.99 * loss_avg + 0.01 * loss.item()
-        step += 1
-        bar.n = int(time.monotonic() - started)
-        bar.set_postfix(step=step, loss=f"{loss_avg:.4f}")
-        bar.refresh()
-    bar.close()
+        return (weight * error**2).mean()
+
+    ema, step, loss_avg, _ = fit(unet, batch_loss, minutes=args.minutes, lr=args.lr, ema=args.ema, warmup=200)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().half().contiguous() for k, v in ema.state_dict().items()}

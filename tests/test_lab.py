@@ -52,7 +52,7 @@ def test_quick_mode_runs_end_to_end(comfy_nodes_loaded, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["quality_sweep", "--quick", "--threads", "1", "--out", str(tmp_path)])
     quality_sweep.main()
     torch.set_num_threads(1)
-    report = json.loads((tmp_path / "quality.json").read_text())
+    report = json.loads((tmp_path / "quality_base.json").read_text())
     assert {cell["rho_bottom"] for cell in report["selection"]} == {1.0, 0.8}
     assert not set(report["selection_seeds"]) & set(report["confirmation_seeds"]), "confirmation seeds are fresh"
     for cell in report["selection"]:
@@ -65,7 +65,7 @@ def test_quick_mode_runs_end_to_end(comfy_nodes_loaded, tmp_path, monkeypatch):
     assert set(report["pixels"]) == {"real digits", "rho_bottom 1", "rho_bottom 0.9", "rho_bottom 0.8", "rho_bottom 0.7"}
     for name in ("quality_euler.png", "quality_grid.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
-    text = (tmp_path / "quality.md").read_text()
+    text = (tmp_path / "quality_base.md").read_text()
     assert "| euler | 4 | 0.8 | pick and default |" in text and "**A partial run**" in text
     assert f"quality_sweep --quick --threads 1 --out {tmp_path}`" in text, "the command as it was run"
 

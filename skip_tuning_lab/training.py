@@ -1,0 +1,58 @@
+"""What the lab's training commands share: torch's initialisation where comfy.ops skips it, and the loop."""
+import contextlib
+import copy
+import math
+import time
+
+import torch
+from tqdm import tqdm
+
+
+def init_weights(module: torch.nn.Module, output: torch.nn.Module = None) -> None:
+    """comfy.ops skips torch's initialisation; run it, and zero the output layer if given (a common diffusion
+    init)."""
+    for child in module.modules():
+        for base in (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm):
+            if isinstance(child, base):
+                base.reset_parameters(child)
+        if type(child).__name__ == "RMSNorm" and isinstance(getattr(child, "scale", None), torch.nn.Parameter):
+            torch.nn.init.ones_(child.scale)  # Flux's QK norms: a bare torch.empty otherwise
+    if output is not None:
+        torch.nn.init.zeros_(output.weight)
+        torch.nn.init.zeros_(output.bias)
+
+
+def fit(model, batch_loss, *, minutes, lr, ema, warmup, ema_warmup=True, max_steps=None, desc="training",
+        average=None, around_step=contextlib.nullcontext):
+    """AdamW on `batch_loss(model, average)` for `minutes` (or `max_steps`): linear warm-up over `warmup` steps,
+    then cosine decay over the time budget, gradients clipped at 1, and an exponential moving average of the
+    weights (decay `ema`, ramped up from 0.1 when `ema_warmup`), which `batch_loss` may read (a consistency
+    target) and which is returned: (average, steps, running mean of the loss, minutes). `around_step()` is the
+    context each forward and backward pass runs in."""
+    model.train()
+    average = copy.deepcopy(model).eval().requires_grad_(False) if average is None else average
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    started, step, loss_avg = time.monotonic(), 0, None
+    deadline = started + minutes * 60
+    bar = tqdm(total=int(minutes * 60), unit="s", desc=desc)
+    while time.monotonic() < deadline and (max_steps is None or step < max_steps):
+        fraction = (time.monotonic() - started) / (minutes * 60)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
+        with around_step():
+            loss = batch_loss(model, average)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            decay = min(ema, (1 + step) / (10 + step)) if ema_warmup else ema
+            for p_average, p in zip(average.parameters(), model.parameters()):
+                p_average.lerp_(p, 1 - decay)
+        loss_avg = loss.item() if loss_avg is None else 0.99 * loss_avg + 0.01 * loss.item()
+        step += 1
+        bar.n = int(time.monotonic() - started)
+        bar.set_postfix(step=step, loss=f"{loss_avg:.4f}")
+        bar.refresh()
+    bar.close()
+    return average, step, loss_avg, (time.monotonic() - started) / 60
