@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 PRESETS_FILE = Path(__file__).resolve().with_name("presets.json")
+# One sentence per quality run (skip_tuning_lab.quality_sweep --run NAME --update-readme): what it found.
+FINDINGS_FILE = Path(__file__).resolve().with_name("findings.json")
 RECOMMENDED = "recommended"
 NOT_RECOMMENDED = "not recommended"
 
@@ -15,6 +17,12 @@ SAMPLER_LABELS = {"euler": "Euler", "euler_ancestral": "Euler a", "heun": "Heun"
 def load_measurements(path: Path = PRESETS_FILE) -> list:
     """Every confirmed cell: `verdict` is RECOMMENDED (a preset) or NOT_RECOMMENDED (measured to hurt)."""
     return json.loads(path.read_text()) if path.exists() else []
+
+
+def load_findings(path: Path = FINDINGS_FILE) -> dict:
+    """{run name: the sentence its quality run wrote}, in the order base, long, distilled where present."""
+    found = json.loads(path.read_text()) if path.exists() else {}
+    return {name: found[name] for name in ("base", "long", "distilled") if name in found}
 
 
 def sampler_label(name: str) -> str:
@@ -44,13 +52,15 @@ def _recheck(entry: dict) -> str:
             f"{recheck['gain'] / entry['gain']:.0%} of the confirmed gain, {significance}")
 
 
-def presets_markdown(entries: list) -> str:
-    """The presets and the settings measured to hurt, as the WebUI tab and the ComfyUI help pages show them."""
+def presets_markdown(entries: list, findings: dict = None) -> str:
+    """What the lab found, the presets and the settings measured to hurt, as the WebUI tab and the ComfyUI help
+    pages show them."""
     good = [e for e in entries if e["verdict"] == RECOMMENDED]
     bad = [e for e in entries if e["verdict"] == NOT_RECOMMENDED]
+    findings = load_findings() if findings is None else findings
+    lines = ["**What the lab measured**:", "", *(f"- {sentence}" for sentence in findings.values()), ""] if findings else []
     if not entries:
-        return "No measurement has been confirmed yet; compare on your own seeds."
-    lines = []
+        return "\n".join(lines + ["No measurement has been confirmed yet; compare on your own seeds."])
     if good:
         first = good[0]
         lines += [f"Confirmed on the project's digits models ({first['samples_per_seed']} samples on each of "

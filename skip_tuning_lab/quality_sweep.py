@@ -34,7 +34,8 @@ from scipy import stats
 from tqdm import tqdm
 
 from skip_tuning_core import DEFAULT_RHO_BOTTOM
-from skip_tuning_core.presets import NOT_RECOMMENDED, PRESETS_FILE, RECOMMENDED, load_measurements, presets_markdown
+from skip_tuning_core.presets import (FINDINGS_FILE, NOT_RECOMMENDED, PRESETS_FILE, RECOMMENDED, load_findings,
+                                      load_measurements, presets_markdown)
 
 from .comfy_host import boot_comfy, load_pack
 from .digits import HELD_OUT, load_digits_16
@@ -54,6 +55,7 @@ class Run:
     steps: tuple
     title: str
     section: str  # README's generated section
+    label: str  # the model and step counts in a sentence that users read
     sampling: str = ""  # ComfyUI's ModelSamplingDiscrete setting, for a model that needs one ("lcm")
     figures: bool = True  # the same-noise grid and pixel statistics (the base run only)
 
@@ -61,13 +63,15 @@ class Run:
 RUNS = {run.name: run for run in (
     # Distinct samplers only: ComfyUI's `ddim` is its Euler step.
     Run("base", "digits16.safetensors", ("euler", "heun", "dpmpp_2m", "uni_pc", "euler_ancestral"), (4, 6, 10),
-        "the digits model shipped in `lab_models/`", "quality"),
+        "the digits model shipped in `lab_models/`", "quality",
+        "The digits model at 4-10 steps"),
     Run("distilled", "digits16_lcm.safetensors", ("lcm", "euler_ancestral"), (1, 2, 4, 8),
         "the few-step student `lab_models/digits16_lcm.safetensors` (latent consistency distillation of the digits "
-        "model; ModelSamplingDiscrete `lcm`)", "quality-distilled", sampling="lcm", figures=False),
+        "model; ModelSamplingDiscrete `lcm`)", "quality-distilled",
+        "An LCM-distilled student of the digits model at 1-8 steps (`lcm` sampling)", sampling="lcm", figures=False),
     Run("long", "digits16.safetensors", ("euler", "dpmpp_2m", "uni_pc", "euler_ancestral"), (20, 30),
         "the digits model shipped in `lab_models/`, at the step counts most people run", "quality-long",
-        figures=False),
+        "The digits model at 20 and 30 steps", figures=False),
 )}
 SELECTION_SEEDS = (0, 1, 2)
 CONFIRMATION_SEEDS = tuple(range(1000, 1008))
@@ -390,11 +394,33 @@ def measure(run, args):
             "minutes": (time.monotonic() - started) / 60}
 
 
-def update_presets(entries, run):
-    """presets.json with this run's entries in place of its earlier ones; the help pages follow."""
+def finding(report, run):
+    """The run in one sentence: how often the selected rho_bottom and the default held on new seeds."""
+    rows, cells = report["confirmation"], len(report["picks"])
+    picks = [r for r in rows if "pick" in r["role"]]
+    default = [r for r in rows if "default" in r["role"]]
+
+    def count(group, verdict):
+        return sum(r["verdict"] == verdict for r in group)
+
+    hurt = ", ".join(f"{r['sampler']} {r['steps']} steps at {r['rho_bottom']:g}" for r in rows
+                     if r["verdict"] == "hurts")
+    return (f"{run.label}: the best rho_bottom of the selection seeds helped on new seeds in {count(picks, 'helps')} "
+            f"of {cells} sampler and step count cells (the presets below); a tested setting hurt in "
+            f"{len(hurt.split(', ')) if hurt else 0}{f' ({hurt})' if hurt else ''}; the default rho_bottom "
+            f"{DEFAULT_RHO_BOTTOM:g} helped in {count(default, 'helps')}, hurt in {count(default, 'hurts')} and had "
+            f"no clear effect in {count(default, 'no clear effect')} of {len(default)} "
+            f"({report['samples_per_seed']} samples on each of {len(report['confirmation_seeds'])} seeds).")
+
+
+def update_presets(entries, run, report):
+    """presets.json with this run's entries in place of its earlier ones, findings.json with its sentence; the
+    help pages follow."""
     kept = [e for e in load_measurements() if e.get("run", "base") != run.name]
     entries = kept + entries
     PRESETS_FILE.write_text(json.dumps(entries, indent=1) + "\n")
+    findings = {**load_findings(), run.name: finding(report, run)}
+    FINDINGS_FILE.write_text(json.dumps(findings, indent=1) + "\n")
     for page in HELP_PAGES:
         replace_section(page, "presets", presets_markdown(entries))
 
@@ -429,7 +455,7 @@ def main():
                 (docs / name).write_bytes((args.out / name).read_bytes())
             report_file(run).write_text(json.dumps(report, indent=1) + "\n")
         replace_section(REPO / "README.md", run.section, text)
-        update_presets(entries, run)
+        update_presets(entries, run, report)
 
 
 if __name__ == "__main__":
