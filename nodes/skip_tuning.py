@@ -1,8 +1,8 @@
 """The Skip Tuning node: the paper's linear ramp over one part of the denoising run."""
 from ..skip_tuning_core import DEFAULT_RHO_BOTTOM, DEFAULT_RHO_TOP, DESCRIPTION, HELP, RHO_MAX, skip_tuned
 
-MODEL_INPUT = ("MODEL", {"tooltip": "A U-Net model: SD1.x, SD2.x, SDXL and the other ldm/sgm U-Nets (SVD, the x4 "
-                                    "upscaler, KOALA, ...). It is cloned, never changed."})
+MODEL_INPUT = ("MODEL", {"tooltip": "A model with long skips: SD1.x, SD2.x, SDXL and the other ldm/sgm U-Nets (SVD, "
+                                    "the x4 upscaler, KOALA, ...) or HunyuanDiT. It is cloned, never changed."})
 MODEL_TOOLTIP = "The model with Skip Tuning applied while sampling."
 CATEGORY = "model_patches/unet"
 # What people type when they look for this (frontends from late 2025 search `search_aliases`).

@@ -1,5 +1,6 @@
 """Skip Tuning (Advanced): a per-block rho list and several ranges of the run, each with its own values."""
 from ..skip_tuning_core import HELP, SAMPLER_NOTE, skip_tuned
+from ..skip_tuning_core.texts import DIT_BLOCK_COUNT
 from .skip_tuning import CATEGORY, MODEL_INPUT, MODEL_TOOLTIP, RAMP_INPUTS, SEARCH_ALIASES
 
 
@@ -9,7 +10,8 @@ class SkipTuningAdvanced:
         return {"required": {
             "model": MODEL_INPUT, **RAMP_INPUTS,
             # Expert inputs fold under "Advanced Inputs" in the Vue nodes of frontends from 2026.
-            "block_rhos": ("STRING", {"default": "", "tooltip": HELP["block_rhos"], "advanced": True}),
+            "block_rhos": ("STRING", {"default": "", "tooltip": f"{HELP['block_rhos']} ({DIT_BLOCK_COUNT})",
+                                      "advanced": True}),
             "ranges": ("STRING", {"default": "0.0-1.0", "multiline": True, "tooltip": HELP["ranges"],
                                   "advanced": True}),
         }}

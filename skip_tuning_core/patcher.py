@@ -1,6 +1,6 @@
 """Skip Tuning on hosts with ComfyUI's model patcher: ComfyUI, Forge, reForge and Forge Classic.
 
-Such a host calls `h, hsp = patch(h, hsp, transformer_options)` before output block j concatenates the
+Such a host calls `h, hsp = patch(h, hsp, transformer_options)` before U-Net output block j concatenates the
 skip `hsp` to `h`, with `transformer_options["block"] == ("output", j)`. Two pieces share the work:
 - a wrapper around the model call (outside the U-Net, so outside a `torch.compile`d one) reads the noise
   level once per call and resolves the ranges on the model actually sampled, so a node placed before
@@ -8,40 +8,73 @@ skip `hsp` to `h`, with `transformer_options["block"] == ("output", j)`. Two pie
 - the output-block patch only multiplies by the per-block factors the wrapper handed it as tensors, so a
   compiled U-Net stays one graph and a new rho value compiles nothing new.
 Every Skip Tuning applied to one model (chained nodes) is one entry of a tuple; their factors multiply.
+
+HunyuanDiT (comfy/ldm/hydit/models.py) keeps the U-Net's long skips in a transformer: each block past
+depth // 2 concatenates a popped skip and projects it back (`skip_linear`). It has no output-block patch, and
+its `patches_replace["dit"]` block replacements get no transformer_options, so the same wrapper hands each
+call replacements of its own that scale the popped skip and run the block (or the replacement already there).
 """
-from .schedule import SkipPlan, SkipTuningError, make_ranges
+from dataclasses import dataclass
+
+from .schedule import UNET_NAMES, SkipNames, SkipPlan, SkipTuningError, make_ranges
 
 TUNERS = "skip_tuning"  # model_options["transformer_options"]: every Skip Tuning applied to this model
 SCALES = "skip_tuning_scales"  # one model call's transformer_options: a factor tensor per block
 WRAPPER_KEY = "skip_tuning"
 APPLY_MODEL = "apply_model"  # comfy.patcher_extension.WrappersMP.APPLY_MODEL (ComfyUI >= 2024-12, reForge)
 SUPPORTED = "SD1.x, SD2.x, SDXL, SVD, the x4 upscaler and the other checkpoints built on the ldm/sgm UNetModel"
+PATCHER_SUPPORTED = SUPPORTED + "; or HunyuanDiT, whose second-half blocks take long skips"
+DIT_NAMES = SkipNames("HunyuanDiT", "skip")
+DIT_BLOCK = "double_block"  # the key HunYuanDiT.forward looks its blocks up with in patches_replace["dit"]
 
 
-def unsupported_message(model_name: str) -> str:
-    """What every host says when a model has no U-Net skips to tune."""
-    return (f"Skip Tuning needs a U-Net with skip connections ({SUPPORTED}); this model ({model_name}) has none. "
-            f"Flux, SD3 and other transformer (DiT) models are not supported.")
+def unsupported_message(model_name: str, supported: str = SUPPORTED) -> str:
+    """What every host says when a model has no skips to tune."""
+    return (f"Skip Tuning needs a model with long skip connections ({supported}); this model ({model_name}) has "
+            f"none. Flux, SD3 and the other transformer (DiT) models without long skips have nothing for it to "
+            f"scale.")
+
+
+@dataclass(frozen=True)
+class SkipLayout:
+    """Where a model's long skips are: `count` of them, deepest first; `dit_blocks` the indices of the HunyuanDiT
+    blocks that pop them (empty for a U-Net, whose output block j pops skip j)."""
+    count: int
+    dit_blocks: tuple = ()
+
+    @property
+    def names(self) -> SkipNames:
+        return DIT_NAMES if self.dit_blocks else UNET_NAMES
+
+
+def skip_layout(patcher) -> SkipLayout:
+    """The patcher's skips, counted on the model itself; a SkipTuningError naming the model when it has none."""
+    base_model = getattr(patcher, "model", None)
+    net = getattr(base_model, "diffusion_model", None)
+    blocks = getattr(net, "output_blocks", None)
+    if hasattr(net, "input_blocks") and blocks is not None and len(blocks) > 0:
+        return SkipLayout(len(blocks))
+    # HunYuanDiT gives `skip_linear` to exactly the blocks that pop a skip; they pop the deepest first.
+    dit_blocks = tuple(i for i, block in enumerate(getattr(net, "blocks", None) or ())
+                       if getattr(block, "skip_linear", None) is not None)
+    if dit_blocks:
+        return SkipLayout(len(dit_blocks), dit_blocks)
+    name = type(base_model if base_model is not None else patcher).__name__
+    raise SkipTuningError("model: " + unsupported_message(name, PATCHER_SUPPORTED))
 
 
 def output_block_count(patcher) -> int:
-    """How many skips the patcher's U-Net has, counted on the model itself (SDXL base 9; SD1.x/2.x and the
-    SDXL refiner 12); a SkipTuningError naming the model when it has none."""
-    base_model = getattr(patcher, "model", None)
-    unet = getattr(base_model, "diffusion_model", None)
-    blocks = getattr(unet, "output_blocks", None)
-    if not hasattr(unet, "input_blocks") or blocks is None or len(blocks) == 0:
-        name = type(base_model if base_model is not None else patcher).__name__
-        raise SkipTuningError("model: " + unsupported_message(name))
-    return len(blocks)
+    """How many skips the patcher's model has (SDXL base 9; SD1.x/2.x and the SDXL refiner 12; HunyuanDiT 19)."""
+    return skip_layout(patcher).count
 
 
 class SkipTuner:
     """One Skip Tuning setting; resolves its percent ranges to noise levels on the schedule it is sampled with."""
 
-    def __init__(self, ranges, num_blocks: int):
+    def __init__(self, ranges, num_blocks: int, dit_blocks: tuple = ()):
         self.ranges = tuple(ranges)
         self.num_blocks = num_blocks
+        self.dit_blocks = dit_blocks
         self._schedule = None
         self._plan = None
 
@@ -85,7 +118,30 @@ def with_scales(transformer_options: dict, model, x, sigma) -> dict:
         return transformer_options
     factors = block_factors(tuners, sampling_schedule(model), float(sigma.max()))
     values = x.new_tensor(factors or (1.0,) * tuners[0].num_blocks)  # one small copy per call, none per block
-    return {**transformer_options, SCALES: values.unbind()}
+    scales = values.unbind()
+    transformer_options = {**transformer_options, SCALES: scales}
+    if tuners[0].dit_blocks:
+        transformer_options = with_dit_skip_scales(transformer_options, tuners[0].dit_blocks, scales)
+    return transformer_options
+
+
+def with_dit_skip_scales(transformer_options: dict, dit_blocks, scales) -> dict:
+    """A copy of transformer_options whose `patches_replace["dit"]` scales the skip each block pops; a
+    replacement another node set for that block still runs, on the scaled skip. Nothing shared is changed."""
+    patches = dict(transformer_options.get("patches_replace", {}))
+    replace = dict(patches.get("dit", {}))
+    for layer, scale in zip(dit_blocks, scales):
+        replace[(DIT_BLOCK, layer)] = dit_skip_replacement(scale, replace.get((DIT_BLOCK, layer)))
+    patches["dit"] = replace
+    return {**transformer_options, "patches_replace": patches}
+
+
+def dit_skip_replacement(scale, inner):
+    """A HunYuanDiT block replacement: `args["skip"]` (the popped skip, plus any ControlNet residual) times scale."""
+    def scaled_skip(args, extra):
+        args = {**args, "skip": args["skip"] * scale}
+        return inner(args, extra) if inner is not None else extra["original_block"](args)
+    return scaled_skip
 
 
 def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={},
@@ -133,8 +189,8 @@ def skip_tuned(patcher, function_wrapper: bool = False, **settings):
     wrappers: the WebUI forks' samplers (reForge's modules_forge/forge_sampler.py) call `sampling_function`
     with the patcher's `model_options` alone, so its wrappers never run there.
     """
-    num_blocks = output_block_count(patcher)
-    tuner = SkipTuner(make_ranges(num_blocks, **settings), num_blocks)
+    layout = skip_layout(patcher)
+    tuner = SkipTuner(make_ranges(layout.count, names=layout.names, **settings), layout.count, layout.dit_blocks)
     patched = patcher.clone()
     if all(rho == 1.0 for skip_range in tuner.ranges for rho in skip_range.rhos):
         return patched
@@ -142,7 +198,8 @@ def skip_tuned(patcher, function_wrapper: bool = False, **settings):
     options = patched.model_options.setdefault("transformer_options", {})
     options[TUNERS] = tuple(options.get(TUNERS, ())) + (tuner,)
     if first:
-        patched.set_model_output_block_patch(output_block_patch)
+        if not layout.dit_blocks:
+            patched.set_model_output_block_patch(output_block_patch)
         if hasattr(patched, "add_wrapper_with_key") and not function_wrapper:
             patched.add_wrapper_with_key(APPLY_MODEL, WRAPPER_KEY, apply_model_wrapper)
         else:

@@ -25,6 +25,16 @@ SIGMA_RTOL = 1e-4
 Rhos = Tuple[float, ...]
 
 
+@dataclass(frozen=True)
+class SkipNames:
+    """How messages name a model's skips, so a count error speaks of what the user's model has."""
+    model: str = "U-Net"
+    skip: str = "output block"  # one scaled skip: a U-Net's output block pops one
+
+
+UNET_NAMES = SkipNames()
+
+
 class SkipTuningError(ValueError):
     """Bad Skip Tuning input; the message names the field and the allowed range."""
 
@@ -85,14 +95,14 @@ def parse_numbers(text, field: str) -> list:
     return numbers
 
 
-def parse_rho_list(text, num_blocks: int, field: str = "block_rhos") -> list:
-    """A per-block list, output block 0 (deepest) first; its length must match the U-Net."""
-    rhos = [check_rho(value, f"{field}, value {j + 1} (output block {j})")
+def parse_rho_list(text, num_blocks: int, field: str = "block_rhos", names: SkipNames = UNET_NAMES) -> list:
+    """A per-block list, output block 0 (deepest) first; its length must match the model."""
+    rhos = [check_rho(value, f"{field}, value {j + 1} ({names.skip} {j})")
             for j, value in enumerate(parse_numbers(text, field))]
     if len(rhos) != num_blocks:
         raise SkipTuningError(
-            f"{field} has {len(rhos)} values but this U-Net has {num_blocks} output blocks (counted on the "
-            f"model itself); give one value per output block, deepest first"
+            f"{field} has {len(rhos)} values but this {names.model} has {num_blocks} {names.skip}s (counted on the "
+            f"model itself); give one value per {names.skip}, deepest first"
             + (f" ({DECIMAL_COMMA})" if re.search(r"\d,\d", text) else "")
         )
     return rhos
@@ -117,7 +127,8 @@ class SkipRange:
             check_rho(rho, f"rho of output block {j}")
 
 
-def parse_ranges(text, num_blocks: int, default_rhos: Sequence[float], field: str = "ranges") -> list:
+def parse_ranges(text, num_blocks: int, default_rhos: Sequence[float], field: str = "ranges",
+                 names: SkipNames = UNET_NAMES) -> list:
     """Lines of `start-end` or `start-end: rho_top, rho_bottom` or `start-end: <one rho per block>`.
 
     A bare range uses `default_rhos`; two numbers are (rho_top, rho_bottom) of the paper's ramp;
@@ -150,7 +161,7 @@ def parse_ranges(text, num_blocks: int, default_rhos: Sequence[float], field: st
                 except SkipTuningError as error:
                     raise SkipTuningError(f"{error}{hint}") from None
             else:
-                rhos = parse_rho_list(values, num_blocks, where)
+                rhos = parse_rho_list(values, num_blocks, where, names)
         try:
             ranges.append(SkipRange(tuple(rhos), start, end))
         except SkipTuningError as error:
@@ -206,13 +217,13 @@ class SkipPlan:
 
 
 def make_ranges(num_blocks: int, rho_top=DEFAULT_RHO_TOP, rho_bottom=DEFAULT_RHO_BOTTOM, start_percent=0.0,
-                end_percent=1.0, block_rhos: str = "", ranges: str = "") -> list:
+                end_percent=1.0, block_rhos: str = "", ranges: str = "", names: SkipNames = UNET_NAMES) -> list:
     """The ranges a node or script asks for: the ramp (or `block_rhos`) over one range, or `ranges` text."""
     if block_rhos.strip():
-        default_rhos = parse_rho_list(block_rhos, num_blocks)
+        default_rhos = parse_rho_list(block_rhos, num_blocks, names=names)
     else:
         default_rhos = rho_per_block(num_blocks, rho_top, rho_bottom)
     if ranges.strip():
-        return parse_ranges(ranges, num_blocks, default_rhos)
+        return parse_ranges(ranges, num_blocks, default_rhos, names=names)
     return [SkipRange(tuple(default_rhos), check_percent(start_percent, "start_percent"),
                       check_percent(end_percent, "end_percent"))]

@@ -3,6 +3,9 @@
 BLOCK_COUNT = ("as many as the model has output blocks, counted on the model itself (SDXL base: 9; SD1.x, "
                "SD2.x, SVD and the SDXL refiner: 12; KOALA: 6)")
 
+# Only ComfyUI tunes HunyuanDiT (through its model patcher); the WebUIs show BLOCK_COUNT alone.
+DIT_BLOCK_COUNT = "HunyuanDiT: 19, one per skip its second-half blocks pop"
+
 SAMPLER_NOTE = "The effect depends on the sampler: compare with and without on your own seeds."
 
 CONTROLNET_NOTE = ("A ControlNet's residual is added to a skip before the skip is scaled, so rho scales that "
@@ -23,6 +26,7 @@ HELP = {
               "scaled. '#' starts a comment.",
 }
 
-DESCRIPTION = ("Skip Tuning (Ma et al., ICML 2024): scales the U-Net's skip connections, rho_bottom for the deepest "
+DESCRIPTION = ("Skip Tuning (Ma et al., ICML 2024): scales the long skip connections of a U-Net (or of HunyuanDiT, "
+               "a transformer that keeps them), rho_bottom for the deepest "
                "and rho_top for the shallowest, linearly in between. Training-free, no extra compute. "
                + SAMPLER_NOTE + " " + CONTROLNET_NOTE)

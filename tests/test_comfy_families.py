@@ -6,7 +6,8 @@ A family's tiny `unet_config` is the one ComfyUI's `model_detection` reads from 
 same block structure (levels, res blocks per level, transformer depths in and out, middle block, in-channels,
 ADM width where the model's conditioning fixes it) and narrow widths: model_channels 32, head width 16, a
 32-wide cross-attention context where no node fixes it, the pooled text embedding shrunk (SDXL-like ADMs).
-The other classes of `supported_models.models` are listed in NOT_UNET: their `get_model` builds no `UNetModel`.
+The other classes of `supported_models.models` are listed in NOT_UNET (their `get_model` builds no `UNetModel`
+and no long skips) or LONG_SKIP_DITS (HunyuanDiT, tested in test_comfy_hydit.py).
 """
 import copy
 import functools
@@ -262,17 +263,19 @@ FAMILIES = [
 
 
 # supported_models classes left out: their model_base builds Stable Cascade's StageC/StageB or a DiT (SD3's
-# MMDiT, Flux, AuraFlow, PixArt, HunyuanDiT, the video and audio transformers...), with no input_blocks /
-# output_blocks and so no skips to tune; the node refuses such models (tests/test_comfy_errors.py).
+# MMDiT, Flux, AuraFlow, PixArt, the video and audio transformers...), with no input_blocks / output_blocks
+# and no long skips to tune; the node refuses such models (tests/test_comfy_errors.py).
 NOT_UNET = frozenset({
     "Stable_Cascade_C", "Stable_Cascade_B", "SD3", "StableAudio", "AuraFlow", "PixArtAlpha", "PixArtSigma",
-    "HunyuanDiT", "HunyuanDiT1", "Flux", "FluxInpaint", "FluxSchnell", "Flux2", "GenmoMochi", "LTXV",
+    "Flux", "FluxInpaint", "FluxSchnell", "Flux2", "GenmoMochi", "LTXV",
     "HunyuanVideo", "HunyuanVideoI2V", "HunyuanVideoSkyreelsI2V", "HunyuanVideo15", "HunyuanVideo15_SR_Distilled",
     "HunyuanImage21", "HunyuanImage21Refiner", "CosmosT2V", "CosmosI2V", "CosmosT2IPredict2", "CosmosI2VPredict2",
     "Lumina2", "ZImage", "WAN21_T2V", "WAN21_I2V", "WAN21_FunControl2V", "WAN21_Vace", "WAN21_Camera", "WAN22_Camera",
     "WAN22_S2V", "WAN21_HuMo", "WAN22_Animate", "WAN22_T2V", "Hunyuan3Dv2", "Hunyuan3Dv2_1", "Hunyuan3Dv2mini",
     "HiDream", "Chroma", "ChromaRadiance", "ACEStep", "Omnigen2", "QwenImage",
 })
+# Transformers that keep the U-Net's long skips, tuned and tested in tests/test_comfy_hydit.py.
+LONG_SKIP_DITS = frozenset({"HunyuanDiT", "HunyuanDiT1"})
 
 
 def build(family):
@@ -327,8 +330,8 @@ def test_every_supported_models_class_is_sorted():
     """Each class ComfyUI detects checkpoints with has a family here or is a known non-U-Net: a ComfyUI that
     adds a class fails here until it is sorted."""
     covered = {family.class_name for family in FAMILIES}
-    assert {cls.__name__ for cls in comfy.supported_models.models} == covered | NOT_UNET
-    assert not covered & NOT_UNET
+    assert {cls.__name__ for cls in comfy.supported_models.models} == covered | NOT_UNET | LONG_SKIP_DITS
+    assert not covered & NOT_UNET and not (covered | NOT_UNET) & LONG_SKIP_DITS
 
 
 def test_built_through_its_class_with_its_block_structure(built):
@@ -372,20 +375,26 @@ def test_range_scales_exactly_the_steps_inside(comfy_nodes_loaded, built):
                                  start_percent=START, end_percent=END)
     with torch.no_grad():
         ksample(patched, built.run)
-    sampling = model.get_model_object("model_sampling")
+    assert_scaled_inside(recorder.applied(), model.get_model_object("model_sampling"), family.output_blocks)
+
+
+def assert_scaled_inside(applied, sampling, skips):
+    """`applied` ({sigma: rho per skip}, as measured) holds one call per step of the run on `sampling`, the ramp
+    on exactly the two steps inside [sigma(END), sigma(START)] of its `percent_to_sigma`, 1 on the other.
+    Returns the steps' sigmas."""
     sigmas = [float(s) for s in comfy.samplers.calculate_sigmas(sampling, SCHEDULER, STEPS)[:-1]]
     high, low = sampling.percent_to_sigma(START), sampling.percent_to_sigma(END)
     inside = {s for s in sigmas if low <= s <= high}
     assert len(inside) == 2, f"steps {sigmas}, range [{low}, {high}]"  # the steps at 1/3 and 2/3
-    applied = recorder.applied()
     np.testing.assert_allclose(sorted(applied), sorted(sigmas), rtol=1e-6)  # one call per step, each recorded
-    ramp = reference_rhos(family.output_blocks, RHO_TOP, RHO_BOTTOM)
+    ramp = reference_rhos(skips, RHO_TOP, RHO_BOTTOM)
     scaled = 0
     for sigma, rhos in applied.items():
-        want = ramp if any(np.isclose(sigma, s, rtol=1e-6) for s in inside) else np.ones(family.output_blocks)
+        want = ramp if any(np.isclose(sigma, s, rtol=1e-6) for s in inside) else np.ones(skips)
         np.testing.assert_allclose(rhos, want, rtol=1e-5, err_msg=f"sigma={sigma}")
         scaled += not np.allclose(rhos, 1.0)
     assert scaled == len(inside) == 2
+    return sigmas
 
 
 def test_base_model_unchanged(comfy_nodes_loaded, built):
