@@ -48,8 +48,8 @@ class DigitsModelConfig(comfy.supported_models_base.BASE):
 # token through its text stream: the lab's DiT, for measuring residual tuning.
 DIT_CONFIG = {
     "image_model": "flux", "in_channels": 3, "out_channels": 3, "patch_size": 2, "vec_in_dim": None,
-    "context_in_dim": CONTEXT_DIM, "hidden_size": 128, "mlp_ratio": 4.0, "num_heads": 4, "depth": 2,
-    "depth_single_blocks": 4, "axes_dim": [8, 12, 12], "theta": 10000, "qkv_bias": True, "guidance_embed": False,
+    "context_in_dim": CONTEXT_DIM, "hidden_size": 96, "mlp_ratio": 2.0, "num_heads": 4, "depth": 2,
+    "depth_single_blocks": 3, "axes_dim": [4, 10, 10], "theta": 10000, "qkv_bias": True, "guidance_embed": False,
 }
 
 

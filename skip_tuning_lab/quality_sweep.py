@@ -372,8 +372,9 @@ def measure(run, args):
         rhos, sel, conf, count, draws = (1.0, 0.8), (0,), (1000, 1001), 64, 3
         samplers, steps_list = run.samplers[:1], run.steps[:1]
     else:
-        rhos, samplers, steps_list, sel, conf, count, draws = (RHOS, run.samplers, run.steps, SELECTION_SEEDS,
-                                                               CONFIRMATION_SEEDS, args.samples, FLOOR_DRAWS)
+        rhos = tuple(sorted({1.0, *args.rhos}, reverse=True))
+        samplers, steps_list, sel, conf, count, draws = (run.samplers, run.steps, SELECTION_SEEDS, CONFIRMATION_SEEDS,
+                                                         args.samples, FLOOR_DRAWS)
     sweep = Sweep(run.model, run.sampling)
     cells = list(itertools.product(samplers, steps_list))
     selection = run_cells(sweep, {cell: rhos for cell in cells}, sel, count, "selection")
@@ -385,7 +386,8 @@ def measure(run, args):
         rows, pixels = same_noise_grid(sweep, conf[0], count)
         labelled_grid(rows).save(args.out / "quality_grid.png")
     plot(selection, rhos, samplers, steps_list, args.out, run)
-    return {"run": run.name, "command": shlex.join(sys.argv[1:]), "full": not args.quick and count >= 334,
+    return {"run": run.name, "command": shlex.join(sys.argv[1:]),
+            "full": not args.quick and count >= 334 and set(RHOS) <= set(rhos),
             "parameters": sum(p.numel() for p in sweep.model.model.diffusion_model.parameters()),
             "selection": [{"sampler": s, "steps": n, "rho_bottom": r, **v} for (s, n, r), v in selection.items()],
             "picks": [{"sampler": s, "steps": n, "rho_bottom": r} for (s, n), r in picks.items()],
@@ -429,6 +431,9 @@ def main():
     parser = lab_arguments(__doc__, "one small cell (the run's first sampler and step count, rho 1 and 0.8)",
                            "one small cell")
     parser.add_argument("--run", choices=sorted(RUNS), default="base", help="which model and grid (default: base)")
+    parser.add_argument("--rhos", type=float, nargs="+", default=RHOS,
+                        help=f"the rho_bottom values of the selection (default: {' '.join(map(str, RHOS))}; 1 is "
+                             "always among them)")
     parser.add_argument("--render", action="store_true",
                         help="sample nothing: rewrite README, presets and help pages from the run's committed report "
                              "(docs/quality_RUN.json)")
