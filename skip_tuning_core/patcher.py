@@ -23,16 +23,16 @@ SCALES = "skip_tuning_scales"  # one model call's transformer_options: a factor 
 WRAPPER_KEY = "skip_tuning"
 APPLY_MODEL = "apply_model"  # comfy.patcher_extension.WrappersMP.APPLY_MODEL (ComfyUI >= 2024-12, reForge)
 SUPPORTED = "SD1.x, SD2.x, SDXL, SVD, the x4 upscaler and the other checkpoints built on the ldm/sgm UNetModel"
-PATCHER_SUPPORTED = SUPPORTED + "; or HunyuanDiT, whose second-half blocks take long skips"
+DIT_SUPPORTED = "a transformer that keeps long skips (HunyuanDiT)"  # only through a model patcher
 DIT_NAMES = SkipNames("HunyuanDiT", "skip")
 DIT_BLOCK = "double_block"  # the key HunYuanDiT.forward looks its blocks up with in patches_replace["dit"]
 
 
-def unsupported_message(model_name: str, supported: str = SUPPORTED) -> str:
-    """What every host says when a model has no skips to tune."""
-    return (f"Skip Tuning needs a model with long skip connections ({supported}); this model ({model_name}) has "
-            f"none. Flux, SD3 and the other transformer (DiT) models without long skips have nothing for it to "
-            f"scale.")
+def unsupported_message(model_name: str, also: str = "") -> str:
+    """What every host says when a model has no skips to tune; `also` names what else this host tunes."""
+    return (f"Skip Tuning needs a U-Net with skip connections ({SUPPORTED}){' or ' + also if also else ''}; this "
+            f"model ({model_name}) has none. Flux, SD3 and the other transformer (DiT) models without long skips "
+            f"have nothing for it to scale.")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def skip_layout(patcher) -> SkipLayout:
     if dit_blocks:
         return SkipLayout(len(dit_blocks), dit_blocks)
     name = type(base_model if base_model is not None else patcher).__name__
-    raise SkipTuningError("model: " + unsupported_message(name, PATCHER_SUPPORTED))
+    raise SkipTuningError("model: " + unsupported_message(name, DIT_SUPPORTED))
 
 
 def output_block_count(patcher) -> int:

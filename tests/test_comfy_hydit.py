@@ -244,3 +244,23 @@ def test_bad_input_names_the_field_and_range(comfy_nodes_loaded, built, node_id,
     assert type(error.value).__name__ == "SkipTuningError"
     message = str(error.value)
     assert message.startswith(field) and phrase in message, message
+
+
+
+class FlatDiT(torch.nn.Module):
+    """Stands for a transformer without long skips: HunyuanDiT blocks of which none pops a skip."""
+
+    def __init__(self, blocks):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(blocks)
+
+
+def test_refusal_names_hunyuan_dit_among_what_is_tuned(comfy_nodes_loaded):
+    model = built_model(comfy.supported_models.HunyuanDiT({**CLASSES["HunyuanDiT"], **TINY}))
+    net = model.model.diffusion_model
+    model.model.diffusion_model = FlatDiT([block for block in net.blocks if block.skip_linear is None])
+    with pytest.raises(ValueError) as error:
+        tune(comfy_nodes_loaded, model)
+    message = str(error.value)
+    assert message.startswith("model: Skip Tuning needs a U-Net with skip connections") and \
+        "or a transformer that keeps long skips (HunyuanDiT); this model (HunyuanDiT) has none" in message, message
