@@ -4,6 +4,7 @@ import importlib
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import types
@@ -20,6 +21,12 @@ def run_harness(script: str, *args, python=sys.executable) -> tuple:
     lines = [line for line in done.stdout.splitlines() if '{"' in line]
     assert done.returncode == 0 and lines, done.stderr[-4000:]
     return json.loads(lines[-1][lines[-1].index('{"'):]), done.stdout + done.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def enter_host(root) -> None:

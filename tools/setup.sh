@@ -9,6 +9,27 @@ want=$(cat requirements/*.txt tools/setup.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
 fi
+# Forge main, reForge and Forge Classic run as their own launch.py (tests/test_webui_apps.py), each in a venv
+# with its own pins: Forge main's (gradio 4, pydantic 2) in .venv-forge; reForge and Forge Classic pin much
+# what A1111 1.10.1 pins and share .venv-forks (requirements/a1111.txt with the differences in forks.txt).
+# Built in the background while the rest installs: pip mostly waits on downloads and the disk.
+forge_venv() {
+  python3 -m venv ".venv-$1"
+  local pip=(".venv-$1/bin/python" -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt)
+  "${pip[@]}" torch==2.13.0
+  if [ "$1" = forge ]; then
+    "${pip[@]}" -r requirements/forge.txt
+  else
+    "${pip[@]}" -r <(grep -vE '^(transformers|pydantic|spandrel)' requirements/a1111.txt) -r requirements/forks.txt
+  fi
+}
+FORGE_JOBS=()
+if ls ../shared/hosts/forge-dfdcbab6*.tar.gz >/dev/null 2>&1; then
+  forge_venv forge & FORGE_JOBS+=($!)
+fi
+if ls ../shared/hosts/reforge-*.tar.gz ../shared/hosts/forge-classic-*.tar.gz >/dev/null 2>&1; then
+  forge_venv forks & FORGE_JOBS+=($!)
+fi
 python3 -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 "${PIP[@]}" -c requirements/constraints.txt torch==2.13.0
@@ -40,6 +61,9 @@ if ls ../shared/hosts/a1111-*.tar.gz >/dev/null 2>&1; then
   "${A1111_PIP[@]}" torch==2.13.0
   "${A1111_PIP[@]}" -r requirements/a1111.txt
 fi
+for job in "${FORGE_JOBS[@]}"; do
+  wait "$job"
+done
 # Debian's chromium for the browser test; a machine without apt-get, or without root, skips that test.
 if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
   { apt-get install -y -qq chromium || { apt-get update -qq && apt-get install -y -qq chromium; }; } >/dev/null 2>&1 \
