@@ -29,9 +29,7 @@ def served_page(tmp_path_factory, shots, extra_args=(), prepare=None):
     """ComfyUI 0.3.64 (its own frontend packages on the path) and a headless Chromium page on it that writes
     console errors, page errors and failed responses to `page.errors`; `prepare(server, page)` runs before the
     page loads. Skips, saying why, where a part is missing. Yields (page, playwright's sync_api)."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: run tools/setup.sh")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (tools/setup.sh installs it where apt-get may)")
+    sync_api = playwright_or_skip()
     try:
         root = host_tree("comfyui-0.3.64")
     except FileNotFoundError as missing:
@@ -42,12 +40,7 @@ def served_page(tmp_path_factory, shots, extra_args=(), prepare=None):
     with ComfyServer(tmp_path_factory.mktemp("comfyui"), root=root, python_path=[FRONTEND],
                      extra_args=list(extra_args)) as server, sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.errors = []
-        page.on("console", lambda m: page.errors.append(f"{m.text} ({m.location.get('url')})")
-                if m.type == "error" else None)
-        page.on("pageerror", lambda e: page.errors.append(str(e)))
-        page.on("response", lambda r: page.errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        page = recording_page(browser)
         if prepare is not None:
             prepare(server, page)
         page.goto(server.url)
@@ -55,6 +48,26 @@ def served_page(tmp_path_factory, shots, extra_args=(), prepare=None):
         page.server = server
         yield page, sync_api
         browser.close()
+
+
+def playwright_or_skip():
+    """playwright's sync API, or a skip saying what is missing for a browser test."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: run tools/setup.sh")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (tools/setup.sh installs it where apt-get may)")
+    return sync_api
+
+
+def recording_page(browser):
+    """A new 1400x900 page of `browser` that writes console errors, page errors and failed responses to
+    `page.errors`."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.errors = []
+    page.on("console", lambda m: page.errors.append(f"{m.text} ({m.location.get('url')})")
+            if m.type == "error" else None)
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.on("response", lambda r: page.errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    return page
 
 
 @pytest.fixture(scope="module")

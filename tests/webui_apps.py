@@ -125,12 +125,15 @@ def checkpoint_folder(kind: str) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (folder / ".done").exists():
             shutil.rmtree(folder, ignore_errors=True)
+            env = {**os.environ, "OMP_NUM_THREADS": "1"}
             if kind == "a1111":
                 command = [host_python("a1111"), TESTS / "webui_checkpoints.py", kind, folder, source_tree("a1111")]
+                # webui_site's sitecustomize: ldm imports torchvision (through pytorch_lightning), whose CUDA wheel
+                # dies beside CPU torch unless its ops are declared first.
+                env["PYTHONPATH"] = str(TESTS / "webui_site")
             else:
                 command = [REPO / ".venv" / "bin" / "python", TESTS / "webui_checkpoints.py", kind, folder]
-            done = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=900,
-                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
+            done = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=900, env=env)
             if done.returncode != 0:
                 raise RuntimeError(f"building the {kind} checkpoints failed:\n{done.stderr[-4000:]}")
             (folder / ".done").touch()
