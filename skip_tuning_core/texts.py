@@ -1,4 +1,5 @@
 """The help sentences every host shows, in one place: node tooltips, WebUI hints, docs."""
+from .presets import load_findings
 
 BLOCK_COUNT = ("as many as the model has output blocks, counted on the model itself (SDXL base: 9; SD1.x, "
                "SD2.x, SVD and the SDXL refiner: 12; KOALA: 6)")
@@ -26,7 +27,10 @@ HELP = {
               "scaled. '#' starts a comment.",
 }
 
+# What the lab measured on its distilled (LCM) model, as its quality run wrote it: the question few-step users ask.
+DISTILLED_FINDING = load_findings().get("distilled", "")
+
 DESCRIPTION = ("Skip Tuning (Ma et al., ICML 2024): scales the long skip connections of a U-Net (or of HunyuanDiT, "
                "a transformer that keeps them), rho_bottom for the deepest "
                "and rho_top for the shallowest, linearly in between. Training-free, no extra compute. "
-               + SAMPLER_NOTE + " " + CONTROLNET_NOTE)
+               + SAMPLER_NOTE + " " + CONTROLNET_NOTE + (" " + DISTILLED_FINDING if DISTILLED_FINDING else ""))

@@ -135,7 +135,7 @@ Written by `python -m skip_tuning_lab.distill_lcm` (regenerated from the weights
 
 {chr(10).join(rows)}
 
-- **Skip Tuning on it**: README's "Few-step distilled model" section (`skip_tuning_lab.quality_sweep --distilled`).
+- **Skip Tuning on it**: README's "A few-step distilled model (LCM)" section (`skip_tuning_lab.quality_sweep --run distilled`).
 - **Intended use**: measuring Skip Tuning on a distilled model without a download. A toy.
 """)
     return card
