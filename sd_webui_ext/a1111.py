@@ -40,11 +40,9 @@ class SampledUnet:
             self.handle = None
 
 
-def follow_the_sampled_unet(params) -> None:
-    """An `on_cfg_denoiser` callback: A1111 runs it at every denoiser step after a refiner switch
-    (modules/sd_samplers_cfg_denoiser.py, forward: apply_refiner, then cfg_denoiser_callback), before the
-    U-Net is called."""
-    follower = getattr(getattr(getattr(params, "denoiser", None), "p", None), FOLLOWER, None)
+def follow_the_sampled_unet(p) -> None:
+    """At every denoiser step (script.py's `on_cfg_denoiser` callback): the hooks onto the U-Net that samples."""
+    follower = getattr(p, FOLLOWER, None)
     if follower is not None:
         follower.follow()
 

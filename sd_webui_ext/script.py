@@ -100,11 +100,27 @@ class SkipTuningScript(scripts.Script):
             patch_forge_unet(p, params)
 
 
+def follow_the_sampled_model(denoiser_params) -> None:
+    """An `on_cfg_denoiser` callback. The refiner (and in A1111 a hires checkpoint) takes over as another model
+    mid-generation, and no script hook runs then: the WebUIs call this at every denoiser step after the switch,
+    before the U-Net (A1111 1.10.1 and Forge main modules/sd_samplers_cfg_denoiser.py forward: apply_refiner,
+    then cfg_denoiser_callback, then the sampling reads `shared.sd_model.forge_objects.unet`; reForge and
+    Forge Classic the same, 128-173 and 112-124). Forge's refiner is a freshly loaded model whose
+    `forge_objects.unet` nothing has tuned yet (bug: its steps were untuned)."""
+    p = getattr(getattr(denoiser_params, "denoiser", None), "p", None)
+    if p is None:
+        return
+    if not is_forge(p):
+        follow_the_sampled_unet(p)
+    elif getattr(p, PARAMS, None) is not None and tunes_this_pass(p):
+        patch_forge_unet(p, getattr(p, PARAMS))
+
+
 script_callbacks.on_ui_settings(on_ui_settings)
 script_callbacks.on_ui_tabs(on_ui_tabs)
 script_callbacks.on_before_ui(register_xyz_axes)
 script_callbacks.on_infotext_pasted(expand_infotext)
-if hasattr(script_callbacks, "on_cfg_denoiser"):  # A1111: the refiner or a hires checkpoint takes over mid-run
-    script_callbacks.on_cfg_denoiser(follow_the_sampled_unet)
+if hasattr(script_callbacks, "on_cfg_denoiser"):
+    script_callbacks.on_cfg_denoiser(follow_the_sampled_model)
 if hasattr(script_callbacks, "on_after_process"):  # SD.Next runs it in process_images' `finally`
     script_callbacks.on_after_process(remove_pipeline_hooks)

@@ -10,123 +10,19 @@ here through `ldm`'s own classes (12 output blocks), with its `.yaml` beside it 
 one thing standing in is a TensorRT-style `SdUnet` (below), which A1111 ships only as an interface.
 """
 import json
-import socket
 import sys
 import threading
 import time
 from pathlib import Path
 
-from harness import REPO, enter_host, hooks_left
+from hand_reference import HandScaled, HandScaledEverywhere, ramp
+from harness import REPO, enter_host, free_port, hooks_left
+from webui_api import BASE, HIRES, ON, max_diff, png_b64, post, skip
+from webui_checkpoints import make_a1111_checkpoints
 
 ROOT, WORK = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
 MODELS = WORK / "models" / "Stable-diffusion"
 CLIP = WORK / "clip"
-
-YAML = """model:
-  target: ldm.models.diffusion.ddpm.LatentDiffusion
-  params:
-    linear_start: 0.00085
-    linear_end: 0.0120
-    num_timesteps_cond: 1
-    timesteps: 1000
-    first_stage_key: jpg
-    cond_stage_key: txt
-    image_size: 8
-    channels: 4
-    cond_stage_trainable: false
-    conditioning_key: crossattn
-    scale_factor: 0.18215
-    use_ema: false
-    unet_config:
-      target: ldm.modules.diffusionmodules.openaimodel.UNetModel
-      params:
-        image_size: 8
-        in_channels: 4
-        out_channels: 4
-        model_channels: 32
-        attention_resolutions: [4]
-        num_res_blocks: {num_res_blocks}
-        channel_mult: [1, 1, 2, 2]
-        num_heads: 2
-        use_spatial_transformer: true
-        transformer_depth: 1
-        context_dim: 32
-        use_checkpoint: false
-        legacy: false
-    first_stage_config:
-      target: ldm.models.autoencoder.AutoencoderKL
-      params:
-        embed_dim: 4
-        ddconfig:
-          double_z: true
-          z_channels: 4
-          resolution: 64
-          in_channels: 3
-          out_ch: 3
-          ch: 32
-          ch_mult: [1, 1, 1, 1]
-          num_res_blocks: 1
-          attn_resolutions: []
-          dropout: 0.0
-        lossconfig:
-          target: torch.nn.Identity
-    cond_stage_config:
-      target: ldm.modules.encoders.modules.FrozenCLIPEmbedder
-      params:
-        version: {clip}
-"""
-
-
-def make_clip_folder():
-    """A byte-level CLIP tokenizer (every byte a token, no merges) and a 1-layer, 32-wide text model."""
-    import torch
-    from transformers import CLIPTextConfig, CLIPTextModel
-    from transformers.models.clip.tokenization_clip import bytes_to_unicode
-
-    CLIP.mkdir(parents=True, exist_ok=True)
-    chars = list(bytes_to_unicode().values())
-    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
-    vocab = {token: i for i, token in enumerate(tokens)}
-    (CLIP / "vocab.json").write_text(json.dumps(vocab))
-    (CLIP / "merges.txt").write_text("#version: 0.2\n")
-    (CLIP / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77}))
-    torch.manual_seed(0)
-    config = CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_attention_heads=4,
-                            num_hidden_layers=1, max_position_embeddings=77, bos_token_id=vocab["<|startoftext|>"],
-                            eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"])
-    model = CLIPTextModel(config)
-    with torch.no_grad():  # a layer norm's unit weight and zero bias give a zero-mean output, which A1111's
-        for name, param in model.named_parameters():  # emphasis step divides by (0/0: NaN)
-            if param.dim() == 1:
-                param.copy_((1.0 if name.endswith("weight") else 0.0) + 0.1 * torch.randn(param.shape))
-    model.save_pretrained(CLIP, safe_serialization=True)
-
-
-def make_checkpoint(name: str, seed: int, num_res_blocks: int = 2):
-    """NAME.safetensors with NAME.yaml beside it (A1111 uses a config next to a checkpoint); 2 res blocks per
-    level give 12 output blocks, 1 gives 8."""
-    import torch
-    from ldm.util import instantiate_from_config
-    from omegaconf import OmegaConf
-    from safetensors.torch import save_file
-
-    yaml = MODELS / f"{name}.yaml"
-    yaml.write_text(YAML.format(clip=CLIP, num_res_blocks=num_res_blocks))
-    model = instantiate_from_config(OmegaConf.load(yaml).model)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for key, value in model.state_dict().items():
-            if value.is_floating_point() and "first_stage_model" not in key and value.dim() > 1:
-                value.copy_(torch.randn(value.shape, generator=generator) / value[0].numel() ** 0.5)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(MODELS / f"{name}.safetensors"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 PORT = free_port()
 sys.argv = ["webui.py", "--nowebui", "--skip-prepare-environment", "--skip-install", "--no-download-sd-model",
             "--use-cpu", "all", "--skip-torch-cuda-test", "--no-half", "--no-half-vae", "--precision", "full",
@@ -143,22 +39,16 @@ import torch  # noqa: E402
 from modules import paths  # noqa: E402,F401  (puts the ldm, sgm and k-diffusion repositories on sys.path)
 
 if not (MODELS / "tiny.safetensors").exists():
-    make_clip_folder()
-    make_checkpoint("tiny", seed=0)
-    make_checkpoint("other", seed=1)
-    make_checkpoint("deep", seed=2, num_res_blocks=1)
+    make_a1111_checkpoints(MODELS, CLIP)
 
 from modules import initialize  # noqa: E402
 
 initialize.imports()
 initialize.initialize()
-import base64  # noqa: E402
-import io  # noqa: E402
 
 import numpy as np  # noqa: E402
 import requests  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from modules import initialize_util, processing, script_callbacks, scripts, sd_unet, shared, ui  # noqa: E402
 from modules.api.api import Api  # noqa: E402
@@ -184,87 +74,11 @@ for _ in range(300):
         time.sleep(0.1)
 
 
-def ramp(rho_top, rho_bottom, n=12):
-    return [rho_bottom + (rho_top - rho_bottom) * j / (n - 1) for j in range(n)]
-
-
-class HandScaled:
-    """The reference: skip j scaled by rhos[j] at another hook point than the product's (the whole output block,
-    whose input is cat([h, skip])), its width read off what the input block emitted in the same call; for the
-    first `calls` U-Net calls (all when None)."""
-
-    def __init__(self, rhos, calls=None, model=None):
-        self.rhos, self.calls, self.model = rhos, calls, model if model is not None else unet
-        self.count, self.widths, self.handles = 0, [], []
-
-    def __enter__(self):
-        def start(module, args):
-            self.count += 1
-            self.widths.clear()
-        self.handles.append(self.model.register_forward_pre_hook(start))
-        for block in self.model.input_blocks:
-            self.handles.append(block.register_forward_hook(lambda m, a, out: self.widths.append(out.shape[1])))
-        for j, block in enumerate(self.model.output_blocks):
-            def scale(module, args, j=j):
-                if self.calls is None or self.count <= self.calls:
-                    x = args[0].clone()
-                    x[:, -self.widths[-1 - j]:] *= self.rhos[j]
-                    return (x,) + tuple(args[1:])
-            self.handles.append(block.register_forward_pre_hook(scale))
-        return self
-
-    def __exit__(self, *exc):
-        for handle in self.handles:
-            handle.remove()
-
-
-class HandScaledEverywhere:
-    """HandScaled on every ldm U-Net that runs while this is entered (a refiner's too), with the ramp for its own
-    number of output blocks; a global forward pre-hook finds each one at its first call."""
-
-    def __init__(self, rho_top, rho_bottom):
-        self.rho_top, self.rho_bottom, self.scaled = rho_top, rho_bottom, {}
-
-    def __enter__(self):
-        from ldm.modules.diffusionmodules.openaimodel import UNetModel
-
-        def find(module, args):
-            if isinstance(module, UNetModel) and module not in self.scaled:
-                rhos = ramp(self.rho_top, self.rho_bottom, len(module.output_blocks))
-                self.scaled[module] = HandScaled(rhos, model=module).__enter__()
-        self.handle = torch.nn.modules.module.register_module_forward_pre_hook(find)
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
-        for scaled in self.scaled.values():
-            scaled.__exit__()
-
-
-def pixels(b64):
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB")).astype(np.int16)
-
-
 def call(route, **payload):
-    response = requests.post(f"{URL}/{route}", json=payload, timeout=600)
-    body = response.json()
-    images = [pixels(image) for image in body.get("images") or []]
-    info = json.loads(body["info"]) if "info" in body else None
-    return response.status_code, body, images, info
+    return post(URL, route, **payload)
 
 
-def max_diff(a, b):
-    return int(np.abs(a - b).max())
-
-
-BASE = dict(prompt="a digit", steps=4, width=64, height=64, sampler_name="Euler", cfg_scale=3.0, seed=1,
-            send_images=True, save_images=False)
-ON = [True, 1.0, 0.5, 0.0, 1.0, ""]
 RHOS = ramp(1.0, 0.5)
-
-
-def skip(args):
-    return {"skip tuning": {"args": args}}
 
 
 # --- the UI: accordion in both tabs, settings, tab, X/Y/Z axes, Send to img2img --------------------------
@@ -302,7 +116,7 @@ results["pasted"] = pasted
 
 # --- txt2img through the API ---------------------------------------------------------------------------
 _, _, (off,), _ = call("txt2img", **BASE)
-with HandScaled(RHOS):
+with HandScaled(RHOS, unet):
     _, _, (reference,), _ = call("txt2img", **BASE)
 status, _, (tuned,), info = call("txt2img", **BASE, alwayson_scripts=skip(ON))
 results["txt2img"] = dict(status=status, vs_reference=max_diff(tuned, reference), vs_off=max_diff(tuned, off),
@@ -332,10 +146,8 @@ results["api_bad"] = bad
 results["hooks_after_api"] = hooks_left(unet)
 
 # --- img2img and Loopback (3 loops on the same p) --------------------------------------------------------
-buffer = io.BytesIO()
-Image.fromarray(off.astype(np.uint8)).save(buffer, format="PNG")
-I2I = dict(BASE, init_images=[base64.b64encode(buffer.getvalue()).decode()], denoising_strength=0.6)
-with HandScaled(RHOS):
+I2I = dict(BASE, init_images=[png_b64(off)], denoising_strength=0.6)
+with HandScaled(RHOS, unet):
     _, _, (i2i_reference,), _ = call("img2img", **I2I)
 _, _, (i2i_tuned,), _ = call("img2img", **I2I, alwayson_scripts=skip(ON))
 _, _, (i2i_off,), _ = call("img2img", **I2I)
@@ -345,7 +157,7 @@ LOOP = dict(I2I, script_name="loopback", script_args=[3, 0.6, "Linear", "None"])
 # to 22/255 here, without Skip Tuning); consecutive Loopback runs are identical, so the three compared runs
 # follow one another after a first one.
 call("img2img", **LOOP)
-with HandScaled(RHOS):
+with HandScaled(RHOS, unet):
     _, _, loop_reference, _ = call("img2img", **LOOP)
 _, _, loop_tuned, _ = call("img2img", **LOOP, alwayson_scripts=skip(ON))
 _, _, loop_off, _ = call("img2img", **LOOP)
@@ -353,10 +165,10 @@ results["loopback"] = dict(images=len(loop_tuned), vs_reference=[max_diff(a, b) 
                            vs_off=[max_diff(a, b) for a, b in zip(loop_tuned, loop_off)], hooks_left=hooks_left(unet))
 
 # --- hires: tuned in both passes by default; the setting leaves the hires pass out -----------------------
-HR = dict(BASE, enable_hr=True, hr_scale=2, hr_upscaler="Latent", hr_second_pass_steps=2, denoising_strength=0.6)
-with HandScaled(RHOS):
+HR = dict(BASE, **HIRES)
+with HandScaled(RHOS, unet):
     _, _, (hr_reference,), _ = call("txt2img", **HR)
-with HandScaled(RHOS, calls=BASE["steps"]):  # Euler: one batched (cond + uncond) U-Net call per step
+with HandScaled(RHOS, unet, calls=BASE["steps"]):  # Euler: one batched (cond + uncond) U-Net call per step
     _, _, (hr_first_only,), _ = call("txt2img", **HR)
 _, _, (hr_tuned,), _ = call("txt2img", **HR, alwayson_scripts=skip(ON))
 _, _, (hr_setting_off,), _ = call("txt2img", **HR, alwayson_scripts=skip(ON),
@@ -451,11 +263,10 @@ results["sd_unet"] = dict(tuned_vs_off=max_diff(engine_tuned, engine_off), comme
 # The refiner and a hires checkpoint: "other" (12 output blocks) and "deep" (8) have a .yaml of their own, so A1111
 # loads each as a new model object mid-generation; each generation starts on the main model again
 # (processing.py process_images reloads it). Whichever U-Net samples is tuned, with the ramp for its own blocks.
-HR_CHECKPOINT = dict(enable_hr=True, hr_scale=2, hr_upscaler="Latent", hr_second_pass_steps=2, denoising_strength=0.6)
 for case, fields in (("refiner", dict(refiner_checkpoint="other.safetensors", refiner_switch_at=0.5)),
                      ("refiner_other_layout", dict(refiner_checkpoint="deep.safetensors", refiner_switch_at=0.5)),
-                     ("hires_checkpoint", dict(HR_CHECKPOINT, hr_checkpoint_name="other.safetensors")),
-                     ("hires_checkpoint_other_layout", dict(HR_CHECKPOINT, hr_checkpoint_name="deep.safetensors"))):
+                     ("hires_checkpoint", dict(HIRES, hr_checkpoint_name="other.safetensors")),
+                     ("hires_checkpoint_other_layout", dict(HIRES, hr_checkpoint_name="deep.safetensors"))):
     switched_off, _ = generate([False] + ON[1:], **fields)
     with HandScaledEverywhere(1.0, 0.5) as everywhere:
         switched_reference, _ = generate([False] + ON[1:], **fields)

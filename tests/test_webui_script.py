@@ -22,6 +22,7 @@ from modules import processing, script_callbacks, scripts, shared  # noqa: E402
 
 from skip_tuning_core import SkipTuningError  # noqa: E402
 from sd_webui_ext.params import ARG_NAMES, INFOTEXT_KEY, SkipParams, params_from_args  # noqa: E402
+from sd_webui_ext.script import follow_the_sampled_model  # noqa: E402
 
 from harness import hooks_left, load_entry_point  # noqa: E402
 from test_comfy_errors import DiTModel  # noqa: E402
@@ -271,6 +272,30 @@ def test_forge_unet_less_model_continues_with_a_message():
     runner.process_before_every_sampling(p)
     assert p.sd_model.forge_objects.unet is unet
     assert any("needs a U-Net with skip connections" in c for c in p.comments)
+
+
+def test_forge_refiner_that_takes_over_mid_generation_is_tuned_once():
+    """Forge's refiner is another model loaded between two denoiser steps, and then only the `on_cfg_denoiser`
+    callbacks run before its U-Net is sampled (Forge main modules/sd_samplers_common.py 166-211 apply_refiner,
+    modules/sd_samplers_cfg_denoiser.py 171-184); the real WebUIs: tests/test_webui_apps.py (bug: untuned)."""
+    model = ForgeModel()
+    runner, _ = make_runner()
+    p = processing.StableDiffusionProcessingTxt2Img(model, runner, ON)
+    runner.process(p)
+    runner.process_before_every_sampling(p)
+    refiner = ForgeModel()
+    model.forge_objects = refiner.forge_objects  # what p.sd_model.forge_objects reads after the switch
+    step = types.SimpleNamespace(denoiser=types.SimpleNamespace(p=p))
+    for _ in range(3):  # every later step: the same one patch
+        follow_the_sampled_model(step)
+    patches = p.sd_model.forge_objects.unet.model_options["transformer_options"]["patches"]["output_block_patch"]
+    assert len(patches) == 1
+    assert "patches" not in refiner.forge_objects_original.unet.model_options["transformer_options"]
+    model.forge_objects = ForgeModel().forge_objects
+    model.forge_objects.unet.model.diffusion_model = DiTModel()
+    for _ in range(3):
+        follow_the_sampled_model(step)
+    assert sum("needs a U-Net with skip connections" in c for c in p.comments) == 1, "reported once"
 
 
 def paste(fields, infotext_params):
