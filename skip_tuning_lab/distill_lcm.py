@@ -11,7 +11,6 @@ samples "any digit" without guidance), so no guidance embedding is needed.
     .venv/bin/python -m skip_tuning_lab.distill_lcm --minutes 40
     .venv/bin/python -m skip_tuning_lab.distill_lcm --quick --out /tmp/student.safetensors   # CI: a few steps
 """
-import argparse
 import copy
 import json
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 
 from .comfy_host import boot_comfy, load_pack
 from .digits import HELD_OUT, load_digits_16
-from .training import fit
+from .training import fit, quick_settings, training_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 TEACHER = "digits16.safetensors"
@@ -47,7 +46,7 @@ def pseudo_huber(a, b):
     return (torch.sqrt((a - b).pow(2).flatten(1).mean(1) + HUBER_C**2) - HUBER_C).mean()
 
 
-def distill(args, lab):
+def distill(args, lab, max_steps):
     teacher_patcher, _ = lab.load_digits_model(TEACHER)
     teacher = teacher_patcher.model.diffusion_model.requires_grad_(False)
     teacher_sampling = teacher_patcher.model.model_sampling
@@ -78,7 +77,7 @@ def distill(args, lab):
 
     # The target network is the student's moving average, starting from the teacher (as LCM's).
     return fit(student, batch_loss, minutes=args.minutes, lr=args.lr, ema=args.ema, warmup=100, ema_warmup=False,
-               max_steps=args.max_steps, desc="distilling", average=copy.deepcopy(teacher))
+               max_steps=max_steps, desc="distilling", average=copy.deepcopy(teacher))
 
 
 def card_scores(lab, weights, samples, steps_list):
@@ -142,29 +141,18 @@ Written by `python -m skip_tuning_lab.distill_lcm` (regenerated from the weights
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=40.0, help="training time budget")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--ema", type=float, default=0.95, help="the target network's EMA decay (LCM's)")
+    parser = training_arguments(__doc__, minutes=40.0, batch=64, lr=2e-4, ema=0.95, threads=1,
+                                out=REPO / "lab_models" / "digits16_lcm.safetensors")
     parser.add_argument("--drop-digit", type=float, default=0.15, help="share trained as 'any digit'")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--samples", type=int, default=334, help="samples per step count for the card's FD")
-    parser.add_argument("--max-steps", type=int, help="stop after this many steps (quick runs)")
-    parser.add_argument("--quick", action="store_true", help="3 steps of batch 8, a card from 32 samples: checks "
-                                                             "the pipeline (use with --out outside lab_models/)")
-    parser.add_argument("--out", type=Path, default=REPO / "lab_models" / "digits16_lcm.safetensors")
     args = parser.parse_args()
-    if args.quick:
-        args.max_steps, args.batch, args.samples = 3, 8, 32
+    max_steps = quick_settings(args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     boot_comfy()
     from safetensors.torch import save_file
 
     lab = load_pack().nodes.lab
-    target, steps, loss_avg, minutes = distill(args, lab)
+    target, steps, loss_avg, minutes = distill(args, lab, max_steps)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"unet_config": json.dumps(lab.UNET_CONFIG), "teacher": TEACHER, "steps": str(steps),
                 "final_loss": f"{loss_avg:.5f}", "batch": str(args.batch), "lr": f"{args.lr:g}",

@@ -5,7 +5,6 @@ model_sampling, so sampling in ComfyUI sees exactly the inputs the model was tra
 
     .venv/bin/python -m skip_tuning_lab.train_digits --minutes 60
 """
-import argparse
 import json
 import math
 from pathlib import Path
@@ -14,7 +13,7 @@ import torch
 
 from .comfy_host import boot_comfy, load_pack
 from .digits import HELD_OUT, load_digits_16
-from .training import fit, init_weights
+from .training import fit, init_weights, training_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 DROP_DIGIT = 0.15
@@ -57,15 +56,9 @@ Written by `python -m skip_tuning_lab.train_digits` (this file is regenerated fr
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=60.0, help="training time budget")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--ema", type=float, default=0.999)
+    parser = training_arguments(__doc__, minutes=60.0, batch=128, lr=1e-3, ema=0.999, threads=2,
+                                out=REPO / "lab_models" / "digits16.safetensors", card=False)
     parser.add_argument("--drop-digit", type=float, default=DROP_DIGIT, help="share trained as 'any digit' (CFG)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=REPO / "lab_models" / "digits16.safetensors")
     parser.add_argument("--resume", type=Path, help="continue from these (EMA) weights; the metadata adds up")
     parser.add_argument("--card-only", action="store_true", help="only rewrite MODEL_CARD.md from --out")
     args = parser.parse_args()

@@ -5,10 +5,9 @@ sigma drawn logit-normal as in SD3), through ComfyUI's Flux BaseModel and its Mo
 ComfyUI sampler applies unchanged. Flux's blocks add their branches in place, which autograd refuses; inside
 `allow_mutation_on_saved_tensors` the unmodified classes train.
 
-    .venv/bin/python -m skip_tuning_lab.train_dit --minutes 45
+    .venv/bin/python -m skip_tuning_lab.train_dit --minutes 60
     .venv/bin/python -m skip_tuning_lab.train_dit --quick --out /tmp/dit.safetensors   # CI: a few steps
 """
-import argparse
 import json
 import math
 from pathlib import Path
@@ -17,7 +16,7 @@ import torch
 
 from .comfy_host import boot_comfy, load_pack
 from .digits import HELD_OUT, load_digits_16
-from .training import fit, init_weights
+from .training import fit, init_weights, quick_settings, training_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 DROP_DIGIT = 0.15
@@ -79,21 +78,10 @@ Written by `python -m skip_tuning_lab.train_dit` (regenerated from the weights' 
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=45.0, help="training time budget")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--ema", type=float, default=0.999)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--samples", type=int, default=334, help="samples per step count for the card's FD")
-    parser.add_argument("--quick", action="store_true", help="3 steps of batch 8, a card from 32 samples: checks "
-                                                             "the pipeline (use with --out outside lab_models/)")
-    parser.add_argument("--out", type=Path, default=REPO / "lab_models" / "digits16_dit.safetensors")
+    parser = training_arguments(__doc__, minutes=60.0, batch=64, lr=1e-3, ema=0.999, threads=1,
+                                out=REPO / "lab_models" / "digits16_dit.safetensors")
     args = parser.parse_args()
-    max_steps = None
-    if args.quick:
-        max_steps, args.batch, args.samples = 3, 8, 32
+    max_steps = quick_settings(args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     boot_comfy()

@@ -1,11 +1,41 @@
-"""What the lab's training commands share: torch's initialisation where comfy.ops skips it, and the loop."""
+"""What the lab's training commands share: their options, torch's initialisation where comfy.ops skips it, and
+the loop."""
+import argparse
 import contextlib
 import copy
 import math
 import time
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
+
+
+def training_arguments(description, *, minutes, batch, lr, ema, threads, out, card=True):
+    """The options every training command has; `card` adds the card's sample count and --quick (a few steps of a
+    small batch and a small card: checks the pipeline)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=minutes, help="training time budget")
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--ema", type=float, default=ema, help="decay of the weights' moving average")
+    parser.add_argument("--threads", type=int, default=threads)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=out)
+    if card:
+        parser.add_argument("--samples", type=int, default=334, help="samples per step count for the card's FD")
+        parser.add_argument("--quick", action="store_true", help="3 steps of batch 8, a card from 32 samples: "
+                                                                 "checks the pipeline (use with --out outside "
+                                                                 "lab_models/)")
+    return parser
+
+
+def quick_settings(args):
+    """--quick: 3 steps of batch 8 and a 32-sample card; the step limit (None: the time budget alone)."""
+    if not args.quick:
+        return None
+    args.batch, args.samples = 8, 32
+    return 3
 
 
 def init_weights(module: torch.nn.Module, output: torch.nn.Module = None) -> None:

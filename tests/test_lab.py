@@ -96,6 +96,13 @@ def test_presets_file_holds_only_confirmed_cells_and_every_host_shows_it():
         assert (entry["gain"] > 0) == (entry["verdict"] == RECOMMENDED)
         assert not set(entry["seeds"]) & set(quality_sweep.SELECTION_SEEDS)
         assert entry["start_percent"] == 0.0 and entry["end_percent"] == 1.0
+        n = len(entry["seeds"])
+        # The 95% t interval of its gain (recomputed here from the rounded mean and sd it stores).
+        assert entry["ci95"] == pytest.approx(quality_sweep.interval({**entry, "seeds": n}), abs=2e-3)
+        recheck = entry.get("recheck")
+        if recheck:  # significance as the recheck's one-sided test in the preset's direction says
+            assert recheck["significant"] == (recheck["p"] < entry["alpha"] and
+                                              (recheck["gain"] > 0) == (entry["verdict"] == RECOMMENDED))
     for page in quality_sweep.HELP_PAGES:
         assert section(page, "presets") == presets_markdown(entries)
 
@@ -257,6 +264,7 @@ def test_preset_recheck_quick_mode_reruns_presets_on_new_seeds(comfy_nodes_loade
     preset_recheck.main()
     text = (tmp_path / "recheck.md").read_text()
     first = load_measurements()[0]
-    assert f"| {first['sampler']} | {first['steps']} | {first['rho_bottom']:g} | {first['verdict']} |" in text
+    assert (f"| {first['model'].split('/')[-1]} | {first['sampler']} | {first['steps']} | {first['rho_bottom']:g} | "
+            f"{first['verdict']} |") in text
     assert text.count("\n| ") == 2 + 2, "the header, its rule and two rows"
     assert "seeds 2000-2001 (2," in text and "64 samples per seed" in text
