@@ -37,10 +37,9 @@ OFF = "off"
 # name: (rho of the first block, rho of the last, which blocks)
 SETTINGS = {
     OFF: (1.0, 1.0, "all"),
-    "all 0.98": (0.98, 0.98, "all"), "all 0.95": (0.95, 0.95, "all"), "all 0.9": (0.9, 0.9, "all"),
-    "all 1.02": (1.02, 1.02, "all"), "all 1.05": (1.05, 1.05, "all"),
-    "first 0.9 to last 1": (0.9, 1.0, "all"), "first 1 to last 0.9": (1.0, 0.9, "all"),
-    "double 0.95": (0.95, 0.95, "double"), "single 0.95": (0.95, 0.95, "single"),
+    "all 0.95": (0.95, 0.95, "all"), "all 0.9": (0.9, 0.9, "all"), "all 1.05": (1.05, 1.05, "all"),
+    "first 0.9 to last 1": (0.9, 1.0, "all"), "double 0.95": (0.95, 0.95, "double"),
+    "single 0.95": (0.95, 0.95, "single"),
 }
 
 
