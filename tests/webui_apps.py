@@ -124,7 +124,8 @@ def checkpoint_folder(kind: str) -> Path:
     with open(CHECKPOINTS / f"{kind}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (folder / ".done").exists():
-            shutil.rmtree(folder, ignore_errors=True)
+            for stale in CHECKPOINTS.glob(f"{kind}-*"):  # built by earlier builders: up to 1.2 GB each
+                shutil.rmtree(stale, ignore_errors=True)
             env = {**os.environ, "OMP_NUM_THREADS": "1"}
             if kind == "a1111":
                 command = [host_python("a1111"), TESTS / "webui_checkpoints.py", kind, folder, source_tree("a1111")]
