@@ -16,6 +16,7 @@ call replacements of its own that scale the popped skip and run the block (or th
 """
 from dataclasses import dataclass
 
+from .presets import load_findings
 from .schedule import UNET_NAMES, SkipNames, SkipPlan, SkipTuningError, make_ranges
 
 TUNERS = "skip_tuning"  # model_options["transformer_options"]: every Skip Tuning applied to this model
@@ -29,10 +30,12 @@ DIT_BLOCK = "double_block"  # the key HunYuanDiT.forward looks its blocks up wit
 
 
 def unsupported_message(model_name: str, also: str = "") -> str:
-    """What every host says when a model has no skips to tune; `also` names what else this host tunes."""
+    """What every host says when a model has no skips to tune; `also` names what else this host tunes. For the
+    DiTs it refuses it says what the lab measured of residual tuning, the alternative suggested for them."""
+    residual = load_findings().get("residual")
     return (f"Skip Tuning needs a U-Net with skip connections ({SUPPORTED}){' or ' + also if also else ''}; this "
             f"model ({model_name}) has none. Flux, SD3 and the other transformer (DiT) models without long skips "
-            f"have nothing for it to scale.")
+            f"have nothing for it to scale." + (f" {residual}" if residual else ""))
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ def load_measurements(path: Path = PRESETS_FILE) -> list:
 
 
 def load_findings(path: Path = FINDINGS_FILE) -> dict:
-    """{run name: the sentence its quality run wrote}, in the order base, long, distilled where present."""
+    """{run name: the sentence its quality run wrote}, in the order base, long, distilled, residual (the residual
+    tuning run on the lab's DiT) where present."""
     found = json.loads(path.read_text()) if path.exists() else {}
-    return {name: found[name] for name in ("base", "long", "distilled") if name in found}
+    return {name: found[name] for name in ("base", "long", "distilled", "residual") if name in found}
 
 
 def sampler_label(name: str) -> str:
