@@ -262,8 +262,12 @@ def gain_text(row, n):
     return f"{row['gain']:+.2f} (95% CI {low:+.2f} to {high:+.2f}, {row['seeds_better']}/{n} seeds better)"
 
 
+def steps_text(steps):
+    return f"{steps} step{'' if steps == 1 else 's'}"
+
+
 def _cells(rows, n):
-    return "; ".join(f"{r['sampler']} {r['steps']} steps at rho_bottom {r['rho_bottom']:g} {gain_text(r, n)}"
+    return "; ".join(f"{r['sampler']} {steps_text(r['steps'])} at rho_bottom {r['rho_bottom']:g} {gain_text(r, n)}"
                      for r in rows)
 
 
@@ -405,7 +409,7 @@ def finding(report, run):
     def count(group, verdict):
         return sum(r["verdict"] == verdict for r in group)
 
-    hurt = ", ".join(f"{r['sampler']} {r['steps']} steps at {r['rho_bottom']:g}" for r in rows
+    hurt = ", ".join(f"{r['sampler']} {steps_text(r['steps'])} at {r['rho_bottom']:g}" for r in rows
                      if r["verdict"] == "hurts")
     return (f"{run.label}: the best rho_bottom of the selection seeds helped on new seeds in {count(picks, 'helps')} "
             f"of {cells} sampler and step count cells (the presets below); a tested setting hurt in "
