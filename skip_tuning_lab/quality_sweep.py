@@ -409,10 +409,12 @@ def finding(report, run):
     def count(group, verdict):
         return sum(r["verdict"] == verdict for r in group)
 
+    helped = ", ".join(f"{r['sampler']} {steps_text(r['steps'])} at {r['rho_bottom']:g}" for r in picks
+                       if r["verdict"] == "helps")
     hurt = ", ".join(f"{r['sampler']} {steps_text(r['steps'])} at {r['rho_bottom']:g}" for r in rows
                      if r["verdict"] == "hurts")
     return (f"{run.label}: the best rho_bottom of the selection seeds helped on new seeds in {count(picks, 'helps')} "
-            f"of {cells} sampler and step count cells (the presets below); a tested setting hurt in "
+            f"of {cells} sampler and step count cells{f' ({helped})' if helped else ''}; a tested setting hurt in "
             f"{len(hurt.split(', ')) if hurt else 0}{f' ({hurt})' if hurt else ''}; the default rho_bottom "
             f"{DEFAULT_RHO_BOTTOM:g} helped in {count(default, 'helps')}, hurt in {count(default, 'hurts')} and had "
             f"no clear effect in {count(default, 'no clear effect')} of {len(default)} "
