@@ -119,6 +119,12 @@ def follow_the_sampled_model(denoiser_params) -> None:
 script_callbacks.on_ui_settings(on_ui_settings)
 script_callbacks.on_ui_tabs(on_ui_tabs)
 script_callbacks.on_before_ui(register_xyz_axes)
+# Also now: in API-only mode (`--nowebui`) the WebUIs build every script's UI, where X/Y/Z takes its list of
+# axes, before any on_before_ui callback runs (A1111 1.10.1 webui.py 26-37: create_api, then
+# before_ui_callback; modules/api/api.py 255-268: ui.create_ui()), so axes added only there are missing and
+# an index past the list fails the request. X/Y/Z is loaded before this extension (the WebUI's scripts/
+# folder, or Forge Classic's built-in extension, come first), so it is found here.
+register_xyz_axes()
 script_callbacks.on_infotext_pasted(expand_infotext)
 if hasattr(script_callbacks, "on_cfg_denoiser"):
     script_callbacks.on_cfg_denoiser(follow_the_sampled_model)

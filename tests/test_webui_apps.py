@@ -4,7 +4,7 @@ tests/webui_apps.py) and tested through HTTP only. The hand reference is compute
 (tests/webui_probe), so every tuned image is compared with it to the last bit (tests/webui_app_checks.py)."""
 import pytest
 
-from webui_app_checks import BAD_MESSAGE, measure
+from webui_app_checks import BAD_MESSAGE, measure, measure_api_only
 from webui_apps import HostUnavailable, webui_app
 
 FORKS = ["forge", "reforge", "classic"]
@@ -23,6 +23,18 @@ def app(request):
         pytest.skip(str(missing))
     results["host"] = request.param
     return results
+
+
+@pytest.fixture(scope="module", params=["forge", "classic", "a1111"])
+def api_only(request):
+    """The same WebUI started with `--nowebui` (the API without the gradio UI). reForge is left out to save
+    half a minute: it loads X/Y/Z from scripts/xyz_grid.py as A1111 and Forge main do (Forge Classic from its
+    built-in extension)."""
+    try:
+        with webui_app(request.param, ui=False, probe=True) as started:
+            return measure_api_only(started)
+    except HostUnavailable as missing:
+        pytest.skip(str(missing))
 
 
 def test_the_webuis_own_loader_finds_the_extension_and_xyz_lists_its_axes(app):
@@ -80,6 +92,14 @@ def test_hires_is_tuned_by_default_and_the_setting_leaves_only_that_pass_out(app
 def test_xyz_rho_bottom_axis_tunes_each_cell_with_its_value(app):
     xyz = app["xyz"]
     assert xyz["status"] == 200 and xyz["images"] == 3, "the grid and two cells"
+    assert xyz["rho1_vs_off"] == 0 and xyz["rho05_vs_reference"] == 0
+
+
+def test_xyz_has_the_axes_in_api_only_mode_too(api_only):
+    """In `--nowebui` X/Y/Z takes its axes before on_before_ui callbacks run (bug: an index past its list,
+    HTTP 500); the extension also registers them when it loads."""
+    xyz = api_only["xyz"]
+    assert xyz["status"] == 200 and xyz["images"] == 3
     assert xyz["rho1_vs_off"] == 0 and xyz["rho05_vs_reference"] == 0
 
 

@@ -49,6 +49,25 @@ class Client:
         self.image(route, **payload)
 
 
+def measure_xyz(c, host, off, reference) -> dict:
+    """X/Y/Z with a rho_bottom axis, the accordion closed: the grid and a cell per value."""
+    axes = requests.get(f"{c.probe}/xyz", timeout=30).json()["txt2img"]
+    if "[Skip Tuning] rho_bottom" not in axes:
+        return dict(status=None, images=0)
+    status, _, images, _ = c.call("txt2img", **BASE, script_name="x/y/z plot",
+                                  script_args=xyz_script_args(host, axes.index("[Skip Tuning] rho_bottom"), "1, 0.5"))
+    return dict(status=status, images=len(images), rho1_vs_off=max_diff(images[1], off) if len(images) == 3 else None,
+                rho05_vs_reference=max_diff(images[2], reference) if len(images) == 3 else None)
+
+
+def measure_api_only(app) -> dict:
+    """API-only mode (`--nowebui`): X/Y/Z's axes are taken before on_before_ui callbacks run."""
+    c = Client(app)
+    (off,) = c.image("txt2img", **BASE)
+    (reference,), _ = c.reference("txt2img", **BASE)
+    return {"xyz": measure_xyz(c, app.host, off, reference)}
+
+
 def measure(app) -> dict:
     c, host, results = Client(app), app.host, {}
     axes = requests.get(f"{c.probe}/xyz", timeout=30).json()
@@ -108,12 +127,7 @@ def measure(app) -> dict:
                             setting_off_vs_tuned=max_diff(hr_setting_off, hr_tuned))
 
     # --- X/Y/Z with a rho_bottom axis, the accordion closed ---------------------------------------------
-    x_type = axes["txt2img"].index("[Skip Tuning] rho_bottom")
-    status, body, xyz_images, _ = c.call("txt2img", **BASE, script_name="x/y/z plot",
-                                         script_args=xyz_script_args(host, x_type, "1, 0.5"))
-    results["xyz"] = dict(status=status, images=len(xyz_images),
-                          rho1_vs_off=max_diff(xyz_images[-2], off) if len(xyz_images) >= 2 else None,
-                          rho05_vs_reference=max_diff(xyz_images[-1], reference) if len(xyz_images) >= 2 else None)
+    results["xyz"] = measure_xyz(c, host, off, reference)
 
     # --- another checkpoint mid-generation: the refiner and a hires checkpoint ---------------------------
     for case, fields in (("refiner", dict(refiner_checkpoint="other.safetensors", refiner_switch_at=0.5)),
