@@ -58,6 +58,10 @@ def recheck(entries, seeds, count):
     return rows
 
 
+def identity(entry):
+    return tuple(entry.get(key) for key in ("model", "sampling", "sampler", "steps", "rho_bottom", "verdict", "fd_off"))
+
+
 def markdown(rows, seeds, count, minutes, command):
     kept = sum(row["sign_kept"] for row in rows)
     invocation = f"python -m skip_tuning_lab.preset_recheck {command}".strip()
@@ -96,11 +100,13 @@ def main():
     print(text)
     if args.update_readme:
         replace_section(REPO / "README.md", "recheck", text)
-        for entry, row in zip(entries, rows):
-            entry["recheck"] = row["recheck"]
-        PRESETS_FILE.write_text(json.dumps(entries, indent=1) + "\n")
+        # Read again: a quality run may have rewritten its own entries meanwhile; only those rechecked change.
+        rechecked = {identity(entry): row["recheck"] for entry, row in zip(entries, rows)}
+        current = [{**e, "recheck": rechecked[identity(e)]} if identity(e) in rechecked else e
+                   for e in load_measurements()]
+        PRESETS_FILE.write_text(json.dumps(current, indent=1) + "\n")
         for page in HELP_PAGES:
-            replace_section(page, "presets", presets_markdown(entries))
+            replace_section(page, "presets", presets_markdown(current))
 
 
 if __name__ == "__main__":
