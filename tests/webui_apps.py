@@ -8,7 +8,7 @@
   "reforge" (reForge 3b56b268) or "classic" (Forge Classic 1f95d717), the last two in .venv-forks; each
   from its tarball in ../shared/hosts/, unpacked into the ignored .hosts/.
 - `ui`: True starts `--api` (the gradio page at `app.url` and the API on the same server); False starts
-  `--nowebui` (the API alone; there X/Y/Z lacks the axes an extension adds in `on_before_ui`, see
+  `--nowebui` (the API alone; there X/Y/Z lacks the axes an extension adds only in `on_before_ui`, see
   ../shared/notes/hosts.md).
 - `probe`: also place tests/webui_probe (routes for the hand reference computed in the server's process).
 - `settings`: entries written to the data folder's config.json before start (the WebUI's Settings).
