@@ -85,8 +85,9 @@ def markdown(rows, seeds, count, minutes, command):
 
 def main():
     parser = lab_arguments(__doc__, "the first two measurements, 64 samples, two seeds", "two presets")
+    parser.add_argument("--run", help="recheck only the measurements of this quality run (base, distilled, long)")
     args = parse_lab_arguments(parser, "two presets")
-    entries = load_measurements()
+    entries = [e for e in load_measurements() if args.run in (None, e.get("run", "base"))]
     if not entries:
         parser.error("skip_tuning_core/presets.json holds no measurement: run skip_tuning_lab.quality_sweep first")
     seeds, count = (RECHECK_SEEDS[:2], 64) if args.quick else (RECHECK_SEEDS, args.samples)
@@ -99,7 +100,7 @@ def main():
     (args.out / "recheck.md").write_text(text)
     print(text)
     if args.update_readme:
-        replace_section(REPO / "README.md", "recheck", text)
+        replace_section(REPO / "README.md", f"recheck-{args.run}" if args.run else "recheck", text)
         # Read again: a quality run may have rewritten its own entries meanwhile; only those rechecked change.
         rechecked = {identity(entry): row["recheck"] for entry, row in zip(entries, rows)}
         current = [{**e, "recheck": rechecked[identity(e)]} if identity(e) in rechecked else e
