@@ -121,9 +121,12 @@ class DigitsLoader:
     OUTPUT_TOOLTIPS = ("The digits U-Net.", "Pixel-space VAE (no compression).")
     FUNCTION = "load"
     CATEGORY = "Skip Tuning/lab"
-    DESCRIPTION = ("Loads the small digits diffusion model shipped with this pack (16x16 pixels, trained on "
+    DESCRIPTION = ("Loads a small digits diffusion model shipped with this pack (16x16 pixels, trained on "
                    "scikit-learn's digits) and its pixel-space VAE, to try Skip Tuning without any download. "
-                   "Use a 16x16 EmptyChromaRadianceLatentImage.")
+                   "Use a 16x16 EmptyChromaRadianceLatentImage. digits16: the U-Net; digits16_lcm: its few-step "
+                   "LCM student (put ModelSamplingDiscrete set to lcm after it and sample with the lcm sampler, "
+                   "1-8 steps); digits16_dit: the lab's DiT on ComfyUI's Flux classes, which Skip Tuning refuses "
+                   "(no long skips; see the pack's README on residual tuning).")
 
     def load(self, model_name):
         return load_digits_model(model_name)
