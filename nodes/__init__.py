@@ -1,6 +1,7 @@
 """The ComfyUI node pack: the Skip Tuning nodes, and the lab nodes where this ComfyUI has what they need."""
 import logging
 
+from .residual_tuning import ResidualTuning
 from .skip_tuning import SkipTuning
 from .skip_tuning_advanced import SkipTuningAdvanced
 from .skip_tuning_sweep import SkipTuningSweep
@@ -9,11 +10,13 @@ NODE_CLASS_MAPPINGS = {
     "SkipTuning": SkipTuning,
     "SkipTuningAdvanced": SkipTuningAdvanced,
     "SkipTuningSweep": SkipTuningSweep,
+    "ResidualTuningDiT": ResidualTuning,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "SkipTuning": "Skip Tuning",
     "SkipTuningAdvanced": "Skip Tuning (Advanced)",
     "SkipTuningSweep": "Skip Tuning Sweep",
+    "ResidualTuningDiT": "Residual Tuning (DiT, exp.)",
 }
 
 try:

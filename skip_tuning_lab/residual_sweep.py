@@ -2,10 +2,10 @@
 
 The blog this project started from suggests that a DiT's residual (identity) branches play the role a
 U-Net's skips play in Skip Tuning, so that scaling them might help few-step sampling the same way. Here each
-transformer block's output becomes `rho_l * x_in + branch` (computed as `out - (1 - rho_l) * x_in` around the
-host's own block, through ComfyUI's `patches_replace["dit"]` double/single block replacements on a clone),
-rho_l linear in depth from the first block to the last (Skip Tuning's ramp), on all blocks or only the double-
-or single-stream ones. The protocol is the quality benchmark's (selection seeds, held-out confirmation seeds,
+transformer block's output becomes `rho_l * x_in + branch` (skip_tuning_core.residual, the recipe of the
+Residual Tuning node: `out - (1 - rho_l) * x_in` around the host's own block, through ComfyUI's
+`patches_replace["dit"]` double/single block replacements on a clone), rho_l linear in depth from the first
+block to the last, on all blocks or only the double- or single-stream ones. The protocol is the quality benchmark's (selection seeds, held-out confirmation seeds,
 paired one-sided t test, minimum effect, estimator floor); README's section is written from the run.
 
     .venv/bin/python -m skip_tuning_lab.residual_sweep                   # lab_output/quality/
@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from skip_tuning_core import rho_per_block
+from skip_tuning_core.residual import residual_tuned
 from skip_tuning_core.presets import FINDINGS_FILE, load_findings, load_measurements, presets_markdown
 
 from .comfy_host import boot_comfy
@@ -45,36 +45,13 @@ SETTINGS = {
 }
 
 
-def scaled_identity(rho):
-    """A dit block replacement returning rho * x_in + branch for each stream the block outputs."""
-    def replace(args, extra):
-        inputs = {name: args[name] for name in ("img", "txt") if name in args}
-        # Flux's blocks add their branches in place (`img +=`): hand them copies, keep the inputs.
-        out = extra["original_block"]({**args, **{name: x.clone() for name, x in inputs.items()}})
-        return {name: y - (1.0 - rho) * inputs[name] for name, y in out.items()}
-    return replace
-
-
-def residual_tuned(patcher, rho_first, rho_last, blocks="all"):
-    """A clone of a Flux-family model patcher whose blocks scale their identity branch, first block to last."""
-    dit = patcher.get_model_object("diffusion_model")
-    names = [("double_block", i) for i in range(len(dit.double_blocks))] + [
-        ("single_block", i) for i in range(len(dit.single_blocks))]
-    chosen = [name for name in names if blocks == "all" or name[0] == f"{blocks}_block"]
-    tuned = patcher.clone()
-    for (kind, index), rho in zip(chosen, rho_per_block(len(chosen), rho_top=rho_last, rho_bottom=rho_first)):
-        if rho != 1.0:
-            tuned.set_model_patch_replace(scaled_identity(rho), "dit", kind, index)
-    return tuned
-
-
 class ResidualSweep(Sweep):
     """The quality benchmark's sampling and scoring, on the DiT, with residual tuning as the patch."""
 
     scheduler = "simple"  # what Flux workflows use
 
     def patched(self, setting):
-        return residual_tuned(self.model, *SETTINGS[setting])
+        return residual_tuned(self.model, *SETTINGS[setting])  # the node's own recipe, whole run
 
 
 def confirm(results, picks):

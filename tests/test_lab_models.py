@@ -1,5 +1,5 @@
 """The lab's second and third models and what is measured on them: the LCM student's distillation, the DiT's
-training, residual tuning on the DiT (against a hand reference), and each run's README section as its
+training, the Residual Tuning node on the DiT (against a hand reference), and each run's README section as its
 committed report renders it."""
 import json
 import subprocess
@@ -103,17 +103,24 @@ def reference_hooks(dit, rhos):
     return handles
 
 
-def test_residual_tuning_equals_hooks_written_by_hand_and_rho_one_is_untouched(tiny_dit):
-    """Sampling through ComfyUI with the residual-tuned clone equals the same sampling with independent torch
-    hooks (a first-to-last ramp 0.9 → 1.02 over the 6 blocks); rho 1 everywhere is bit-identical to the model
-    itself; the shared model keeps no patch afterwards."""
+def node(comfy_nodes_loaded, patcher, rho_first, rho_last, blocks="all", start=0.0, end=1.0):
+    """The Residual Tuning node as ComfyUI's registry holds it."""
+    return comfy_nodes_loaded["ResidualTuningDiT"]().apply(patcher, rho_first, rho_last, blocks, start, end)[0]
+
+
+def ramp(first, last, count):
+    return [first + (last - first) * i / (count - 1) for i in range(count)]
+
+
+def test_residual_tuning_node_equals_hooks_written_by_hand_and_rho_one_is_untouched(tiny_dit, comfy_nodes_loaded):
+    """Sampling through ComfyUI with the node's clone equals the same sampling with independent torch hooks (a
+    first-to-last ramp 0.9 → 1.02 over the 5 blocks); rho 1 everywhere is bit-identical to the model itself;
+    the shared model keeps no patch afterwards."""
     patcher, lab = tiny_dit
     dit = patcher.model.diffusion_model
     untouched = sample(patcher, lab)
-    tuned = sample(residual_sweep.residual_tuned(patcher, 0.9, 1.02), lab)
-    blocks = len(dit.double_blocks) + len(dit.single_blocks)
-    rhos = [0.9 + (1.02 - 0.9) * i / (blocks - 1) for i in range(blocks)]
-    handles = reference_hooks(dit, rhos)
+    tuned = sample(node(comfy_nodes_loaded, patcher, 0.9, 1.02), lab)
+    handles = reference_hooks(dit, ramp(0.9, 1.02, len(dit.double_blocks) + len(dit.single_blocks)))
     try:
         reference = sample(patcher, lab)
     finally:
@@ -121,19 +128,71 @@ def test_residual_tuning_equals_hooks_written_by_hand_and_rho_one_is_untouched(t
             handle.remove()
     assert (tuned - untouched).abs().max() > 1e-3, "the patch changes the samples"
     torch.testing.assert_close(tuned, reference, rtol=0, atol=1e-5)
-    assert torch.equal(sample(residual_sweep.residual_tuned(patcher, 1.0, 1.0), lab), untouched)
+    assert torch.equal(sample(node(comfy_nodes_loaded, patcher, 1.0, 1.0), lab), untouched)
     assert "patches_replace" not in patcher.model_options.get("transformer_options", {})
     assert torch.equal(sample(patcher, lab), untouched)
 
 
-def test_residual_tuning_on_double_or_single_blocks_only(tiny_dit):
+def test_residual_tuning_range_scales_exactly_the_steps_inside_it(tiny_dit, comfy_nodes_loaded):
+    """start/end percent: the blocks are scaled at the steps whose sigma the model's percent_to_sigma puts in
+    0.3-0.7 and at no other (counted at the first double block's replacement: scaled calls return rho * x_in
+    + branch, the others the block's own output)."""
+    import comfy.samplers
+
+    patcher, lab = tiny_dit
+    tuned = node(comfy_nodes_loaded, patcher, 0.5, 0.5, "double", 0.3, 0.7)
+    replace = tuned.model_options["transformer_options"]["patches_replace"]["dit"][("double_block", 0)]
+    seen = []
+
+    def spy(args, extra):
+        # The block adds in place: each call gets its own copies of the inputs.
+        img, txt = args["img"].clone(), args["txt"].clone()
+        out = replace({**args, "img": img.clone(), "txt": txt.clone()}, extra)
+        plain = extra["original_block"]({**args, "img": img.clone(), "txt": txt.clone()})
+        seen.append((float(args["transformer_options"]["sigmas"].max()), not torch.equal(out["img"], plain["img"])))
+        return out
+
+    tuned.set_model_patch_replace(spy, "dit", "double_block", 0)
+    sample(tuned, lab, steps=6)
+    sampling = patcher.get_model_object("model_sampling")
+    high, low = float(sampling.percent_to_sigma(0.3)), float(sampling.percent_to_sigma(0.7))
+    sigmas = comfy.samplers.calculate_sigmas(sampling, "simple", 6)[:-1].tolist()
+    inside = [low * (1 - 1e-4) <= sigma <= high * (1 + 1e-4) for sigma in sigmas]
+    assert any(inside) and not all(inside)
+    assert [changed for _, changed in seen] == inside
+    assert torch.allclose(torch.tensor([sigma for sigma, _ in seen]), torch.tensor(sigmas))
+
+
+def test_residual_tuning_refuses_bad_input_and_models_without_flux_blocks(tiny_dit, comfy_nodes_loaded):
+    """Each bad value is refused naming its field and range; a U-Net is refused naming its class and pointing to
+    Skip Tuning."""
+    from skip_tuning_lab.comfy_host import load_pack
+
+    patcher, lab = tiny_dit
+    for args, field in (((3.5, 1.0), "rho_first"), ((1.0, -0.1), "rho_last"), ((1.0, 1.0, "middle"), "blocks"),
+                        ((1.0, 1.0, "all", 1.2), "start_percent")):
+        with pytest.raises(ValueError, match=field):  # SkipTuningError, as the pack's own module defines it
+            node(comfy_nodes_loaded, patcher, *args)
+    unet, _ = load_pack().nodes.lab.load_digits_model("digits16.safetensors")
+    with pytest.raises(ValueError, match="UNetModel.*Skip Tuning"):
+        node(comfy_nodes_loaded, unet, 0.95, 0.95)
+
+
+def test_residual_tuning_on_double_or_single_blocks_only(tiny_dit, comfy_nodes_loaded):
     """`blocks="double"` patches exactly the double-stream blocks, `"single"` the single-stream ones."""
     patcher, _ = tiny_dit
     for blocks, kind in (("double", "double_block"), ("single", "single_block")):
-        tuned = residual_sweep.residual_tuned(patcher, 0.95, 0.95, blocks)
+        tuned = node(comfy_nodes_loaded, patcher, 0.95, 0.95, blocks)
         keys = set(tuned.model_options["transformer_options"]["patches_replace"]["dit"])
         count = len(getattr(patcher.model.diffusion_model, f"{blocks}_blocks"))
         assert keys == {(kind, i) for i in range(count)}
+
+
+def test_the_lab_measured_the_nodes_recipe():
+    """residual_sweep samples through the same function the node calls (what README reports is what ships)."""
+    from skip_tuning_core import residual
+
+    assert residual_sweep.residual_tuned is residual.residual_tuned
 
 
 @pytest.mark.parametrize("run", sorted(quality_sweep.RUNS))
