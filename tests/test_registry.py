@@ -68,8 +68,9 @@ def test_the_zip_alone_loads_every_node_through_comfyuis_loader(comfy_nodes_load
     assert asyncio.run(comfy_nodes.load_custom_node(str(folder)))
     module = sys.modules[str(folder).replace(".", "_x_")]
     assert set(module.NODE_CLASS_MAPPINGS) == {"SkipTuning", "SkipTuningAdvanced", "SkipTuningSweep",
-                                               "SkipTuningDigitsLoader", "SkipTuningDigitPrompt"}
-    assert module.NODE_CLASS_MAPPINGS["SkipTuningDigitsLoader"].INPUT_TYPES()["required"]["model_name"][0]
+                                               "ResidualTuningDiT", "SkipTuningDigitsLoader", "SkipTuningDigitPrompt"}
+    assert set(module.NODE_CLASS_MAPPINGS["SkipTuningDigitsLoader"].INPUT_TYPES()["required"]["model_name"][0]) == {
+        "digits16.safetensors", "digits16_dit.safetensors", "digits16_lcm.safetensors"}, "the lab's three models"
 
 
 def test_the_readme_states_the_comfyui_version_pyproject_requires():
