@@ -203,3 +203,28 @@ def test_readme_sections_are_what_the_committed_reports_render(run):
     if not report.exists():
         pytest.skip(f"{report.name} not committed: run `quality_sweep --run {run} --update-readme`")
     assert section(REPO / "README.md", spec.section) == quality_sweep.markdown(json.loads(report.read_text()), spec)
+
+
+def test_distilled_protocol_quick_mode_samples_the_student_as_lcm_users_do(comfy_nodes_loaded, tmp_path, monkeypatch):
+    """`quality_sweep --run distilled --quick`: the student through ModelSamplingDiscrete (lcm) and the `lcm`
+    sampler, one cell, selection and confirmation on fresh seeds, finite figures; rho 1 and 0.8 differ."""
+    monkeypatch.setattr(sys, "argv", ["quality_sweep", "--run", "distilled", "--quick", "--threads", "1", "--out",
+                                      str(tmp_path)])
+    quality_sweep.main()
+    torch.set_num_threads(1)
+    report = json.loads((tmp_path / "quality_distilled.json").read_text())
+    assert {(c["sampler"], c["steps"]) for c in report["selection"]} == {("lcm", 1)}
+    fds = {c["rho_bottom"]: c["fd"][0] for c in report["selection"]}
+    assert set(fds) == {1.0, 0.8} and fds[1.0] != fds[0.8] and all(v == v for v in fds.values())
+    assert "**A partial run**" in (tmp_path / "quality_distilled.md").read_text()
+
+
+def test_residual_protocol_quick_mode_runs_end_to_end(comfy_nodes_loaded, tmp_path, monkeypatch):
+    """`residual_sweep --quick`: the lab DiT, off and one setting, selection then confirmation, its report."""
+    monkeypatch.setattr(sys, "argv", ["residual_sweep", "--quick", "--threads", "1", "--out", str(tmp_path)])
+    residual_sweep.main()
+    torch.set_num_threads(1)
+    report = json.loads((tmp_path / "residual.json").read_text())
+    assert {c["setting"] for c in report["selection"]} == {"off", "all 0.95"}
+    assert not set(report["selection_seeds"]) & set(report["confirmation_seeds"])
+    assert "**A partial run.**" in (tmp_path / "residual.md").read_text()
