@@ -64,7 +64,8 @@ def presets_markdown(entries: list, findings: dict = None) -> str:
         return "\n".join(lines + ["No measurement has been confirmed yet; compare on your own seeds."])
     if good:
         first = good[0]
-        lines += [f"Confirmed on the project's digits models ({first['samples_per_seed']} samples on each of "
+        samples = " or ".join(str(n) for n in sorted({e["samples_per_seed"] for e in good}, reverse=True))
+        lines += [f"Confirmed on the project's digits models ({samples} samples on each of "
                   f"{len(first['seeds'])} seeds not used to choose the value, {first['test']}, "
                   f"p < {first['alpha']:g}, gain ≥ {first['min_effect']:.0%} of the distance; whole run, "
                   "rho_top 1; two-sided 95% t intervals). A lower Fréchet distance (FD) is better. The recheck "

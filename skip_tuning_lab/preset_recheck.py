@@ -22,7 +22,7 @@ from skip_tuning_core.presets import PRESETS_FILE, RECOMMENDED, load_measurement
 
 from .comfy_host import boot_comfy
 from .quality_sweep import (ALPHA, HELP_PAGES, REPO, Sweep, interval, lab_arguments, paired_verdict,
-                            parse_lab_arguments, run_cells)
+                            parse_lab_arguments, run_cells, same_measurement)
 from .readme import replace_section
 
 RECHECK_SEEDS = tuple(range(2000, 2008))
@@ -58,14 +58,11 @@ def recheck(entries, seeds, count):
     return rows
 
 
-def identity(entry):
-    return tuple(entry.get(key) for key in ("model", "sampling", "sampler", "steps", "rho_bottom", "verdict", "fd_off"))
-
-
-def markdown(rows, seeds, count, minutes, command):
+def markdown(rows, seeds, count, minutes, command, run=None):
     kept = sum(row["sign_kept"] for row in rows)
     invocation = f"python -m skip_tuning_lab.preset_recheck {command}".strip()
-    lines = [f"Measured by `.venv/bin/{invocation}`: every measurement in `skip_tuning_core/presets.json` sampled again on seeds "
+    lines = [f"Measured by `.venv/bin/{invocation}`: every measurement "
+             f"{f'of the {run} run ' if run else ''}in `skip_tuning_core/presets.json` sampled again on seeds "
              f"{seeds[0]}-{seeds[-1]} ({len(seeds)}, used neither for selection nor for confirmation), {count} "
              f"samples per seed and setting, same pipeline and test. **{kept} of {len(rows)} kept their sign.** "
              f"The run took {minutes:.0f} minutes.", "",
@@ -95,15 +92,15 @@ def main():
     boot_comfy()
     started = time.monotonic()
     rows = recheck(entries[:2] if args.quick else entries, seeds, count)
-    text = markdown(rows, seeds, count, (time.monotonic() - started) / 60, shlex.join(sys.argv[1:]))
+    text = markdown(rows, seeds, count, (time.monotonic() - started) / 60, shlex.join(sys.argv[1:]), args.run)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "recheck.md").write_text(text)
     print(text)
     if args.update_readme:
         replace_section(REPO / "README.md", f"recheck-{args.run}" if args.run else "recheck", text)
         # Read again: a quality run may have rewritten its own entries meanwhile; only those rechecked change.
-        rechecked = {identity(entry): row["recheck"] for entry, row in zip(entries, rows)}
-        current = [{**e, "recheck": rechecked[identity(e)]} if identity(e) in rechecked else e
+        rechecked = {same_measurement(entry): row["recheck"] for entry, row in zip(entries, rows)}
+        current = [{**e, "recheck": rechecked[same_measurement(e)]} if same_measurement(e) in rechecked else e
                    for e in load_measurements()]
         PRESETS_FILE.write_text(json.dumps(current, indent=1) + "\n")
         for page in HELP_PAGES:

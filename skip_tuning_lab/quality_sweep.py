@@ -421,11 +421,18 @@ def finding(report, run):
             f"({report['samples_per_seed']} samples on each of {len(report['confirmation_seeds'])} seeds).")
 
 
+def same_measurement(entry):
+    return tuple(entry.get(key) for key in ("model", "sampling", "sampler", "steps", "rho_bottom", "verdict", "fd_off"))
+
+
 def update_presets(entries, run, report):
     """presets.json with this run's entries in place of its earlier ones, findings.json with its sentence; the
     help pages follow."""
-    kept = [e for e in load_measurements() if e.get("run", "base") != run.name]
-    entries = kept + entries
+    earlier = load_measurements()
+    # A re-render of the same measurement keeps the recheck preset_recheck wrote for it.
+    rechecks = {same_measurement(e): e["recheck"] for e in earlier if "recheck" in e}
+    entries = [e for e in earlier if e.get("run", "base") != run.name] + [
+        {**e, "recheck": rechecks[same_measurement(e)]} if same_measurement(e) in rechecks else e for e in entries]
     PRESETS_FILE.write_text(json.dumps(entries, indent=1) + "\n")
     findings = {**load_findings(), run.name: finding(report, run)}
     FINDINGS_FILE.write_text(json.dumps(findings, indent=1) + "\n")
