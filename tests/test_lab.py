@@ -120,10 +120,16 @@ def test_rho_one_is_identical_to_off_and_rho_below_one_differs(sweep):
     assert not torch.equal(sweep.samples(sweep.patched(0.8), "euler", 4, 0, 16), off)
 
 
+def as_in_a_terminal():
+    """The demo as a terminal starts it: a suite run in the background (`cmd &` in a script) hands its children
+    SIGINT ignored, and Python then never turns Ctrl-C into KeyboardInterrupt; a terminal never does that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def demo(out, *extra):
     return subprocess.Popen([sys.executable, "-m", "skip_tuning_lab.demo", "--out", str(out), "--port",
                              str(free_port()), *extra], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, preexec_fn=as_in_a_terminal)
 
 
 def server_pid(line: str) -> int:
