@@ -17,9 +17,8 @@ from pathlib import Path
 
 import torch
 
-from .comfy_host import boot_comfy, load_pack
-from .digits import HELD_OUT, load_digits_16
-from .training import fit, quick_settings, training_arguments
+from .digits import HELD_OUT
+from .training import fit, start, training_arguments, training_digits
 
 REPO = Path(__file__).resolve().parents[1]
 TEACHER = "digits16.safetensors"
@@ -53,8 +52,7 @@ def distill(args, lab, max_steps):
     _, sampling = lcm_sampling(teacher_patcher)
     skeleton = sampling.sigmas.float()  # ascending: skeleton[i] is the step after skeleton[i - 1]
     student = copy.deepcopy(teacher).requires_grad_(True)
-    images, labels = load_digits_16("train")
-    images = images.expand(-1, 3, -1, -1).contiguous()
+    images, labels = training_digits()
     generator = torch.Generator().manual_seed(args.seed)
 
     def batch_loss(student, target):
@@ -144,14 +142,9 @@ def main():
     parser = training_arguments(__doc__, minutes=40.0, batch=64, lr=2e-4, ema=0.95, threads=1,
                                 out=REPO / "lab_models" / "digits16_lcm.safetensors")
     parser.add_argument("--drop-digit", type=float, default=0.15, help="share trained as 'any digit'")
-    args = parser.parse_args()
-    max_steps = quick_settings(args)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    boot_comfy()
+    args, max_steps, lab = start(parser)
     from safetensors.torch import save_file
 
-    lab = load_pack().nodes.lab
     target, steps, loss_avg, minutes = distill(args, lab, max_steps)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"unet_config": json.dumps(lab.UNET_CONFIG), "teacher": TEACHER, "steps": str(steps),

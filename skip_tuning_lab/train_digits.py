@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from .comfy_host import boot_comfy, load_pack
-from .digits import HELD_OUT, load_digits_16
-from .training import fit, init_weights, training_arguments
+from .digits import HELD_OUT
+from .training import fit, init_weights, training_arguments, training_digits
 
 REPO = Path(__file__).resolve().parents[1]
 DROP_DIGIT = 0.15
@@ -84,8 +84,7 @@ def main():
             metadata = weights.metadata()
         earlier = {"steps": int(metadata["steps"]), "minutes": float(metadata["minutes"])}
     sigmas = model.model_sampling.sigmas.float()
-    images, labels = load_digits_16("train")
-    images = images.expand(-1, 3, -1, -1).contiguous()
+    images, labels = training_digits()
     print(f"U-Net parameters: {sum(p.numel() for p in unet.parameters()):,}; train images: {len(images)}")
     generator = torch.Generator().manual_seed(args.seed)
 

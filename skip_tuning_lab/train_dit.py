@@ -14,9 +14,8 @@ from pathlib import Path
 
 import torch
 
-from .comfy_host import boot_comfy, load_pack
-from .digits import HELD_OUT, load_digits_16
-from .training import fit, init_weights, quick_settings, training_arguments
+from .digits import HELD_OUT
+from .training import fit, init_weights, start, training_arguments, training_digits
 
 REPO = Path(__file__).resolve().parents[1]
 DROP_DIGIT = 0.15
@@ -80,19 +79,13 @@ Written by `python -m skip_tuning_lab.train_dit` (regenerated from the weights' 
 def main():
     parser = training_arguments(__doc__, minutes=60.0, batch=64, lr=1e-3, ema=0.999, threads=1,
                                 out=REPO / "lab_models" / "digits16_dit.safetensors")
-    args = parser.parse_args()
-    max_steps = quick_settings(args)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    boot_comfy()
+    args, max_steps, lab = start(parser)
     from safetensors.torch import save_file
 
-    lab = load_pack().nodes.lab
     model = lab.build_digits_model(lab.DIT_CONFIG, device=torch.device("cpu"))
     dit = model.diffusion_model
     init_weights(dit, dit.final_layer.linear)
-    images, labels = load_digits_16("train")
-    images = images.expand(-1, 3, -1, -1).contiguous()
+    images, labels = training_digits()
     print(f"DiT parameters: {sum(p.numel() for p in dit.parameters()):,}; train images: {len(images)}")
     generator = torch.Generator().manual_seed(args.seed)
 

@@ -30,6 +30,26 @@ def training_arguments(description, *, minutes, batch, lr, ema, threads, out, ca
     return parser
 
 
+def start(parser):
+    """Parse the options, pin threads and seed, boot ComfyUI: (options, step limit of --quick, the lab nodes)."""
+    from .comfy_host import boot_comfy, load_pack
+
+    args = parser.parse_args()
+    max_steps = quick_settings(args)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    boot_comfy()
+    return args, max_steps, load_pack().nodes.lab
+
+
+def training_digits():
+    """The training split as the models see it: RGB (grey copied), in [-1, 1]; (images, labels)."""
+    from .digits import load_digits_16
+
+    images, labels = load_digits_16("train")
+    return images.expand(-1, 3, -1, -1).contiguous(), labels
+
+
 def quick_settings(args):
     """--quick: 3 steps of batch 8 and a 32-sample card; the step limit (None: the time budget alone)."""
     if not args.quick:
