@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .digits import HELD_OUT
-from .training import fit, start, training_arguments, training_digits
+from .training import draw_digits, fit, start, training_arguments, training_digits
 
 REPO = Path(__file__).resolve().parents[1]
 TEACHER = "digits16.safetensors"
@@ -56,14 +56,12 @@ def distill(args, lab, max_steps):
     generator = torch.Generator().manual_seed(args.seed)
 
     def batch_loss(student, target):
-        index = torch.randint(len(images), (args.batch,), generator=generator)
-        digits = labels[index].clone()
-        digits[torch.rand(args.batch, generator=generator) < args.drop_digit] = lab.NULL_DIGIT
+        x0, digits = draw_digits(images, labels, args.batch, args.drop_digit, lab.NULL_DIGIT, generator)
         context = lab.digit_context(digits)
         n = torch.randint(len(skeleton), (args.batch,), generator=generator)
         sigma = skeleton[n]
         sigma_prev = torch.where(n > 0, skeleton[(n - 1).clamp(min=0)], torch.zeros_like(sigma))
-        x = images[index] + sigma.view(-1, 1, 1, 1) * torch.randn(images[index].shape, generator=generator)
+        x = x0 + sigma.view(-1, 1, 1, 1) * torch.randn(x0.shape, generator=generator)
         with torch.no_grad():
             predicted = denoise(teacher, teacher_sampling, x, sigma, context)
             # DDIM in sigma space: keep the predicted noise, move to the previous skeleton sigma.

@@ -13,7 +13,7 @@ import torch
 
 from .comfy_host import boot_comfy, load_pack
 from .digits import HELD_OUT
-from .training import fit, init_weights, training_arguments, training_digits
+from .training import draw_digits, fit, init_weights, training_arguments, training_digits
 
 REPO = Path(__file__).resolve().parents[1]
 DROP_DIGIT = 0.15
@@ -89,10 +89,7 @@ def main():
     generator = torch.Generator().manual_seed(args.seed)
 
     def batch_loss(unet, _):
-        index = torch.randint(len(images), (args.batch,), generator=generator)
-        x0 = images[index]
-        digits = labels[index].clone()
-        digits[torch.rand(args.batch, generator=generator) < args.drop_digit] = lab.NULL_DIGIT
+        x0, digits = draw_digits(images, labels, args.batch, args.drop_digit, lab.NULL_DIGIT, generator)
         timesteps = torch.randint(len(sigmas), (args.batch,), generator=generator)
         sigma = sigmas[timesteps][:, None, None, None]
         noise = torch.randn(x0.shape, generator=generator)

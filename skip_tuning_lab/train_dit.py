@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .digits import HELD_OUT
-from .training import fit, init_weights, start, training_arguments, training_digits
+from .training import draw_digits, fit, init_weights, start, training_arguments, training_digits
 
 REPO = Path(__file__).resolve().parents[1]
 DROP_DIGIT = 0.15
@@ -90,10 +90,7 @@ def main():
     generator = torch.Generator().manual_seed(args.seed)
 
     def batch_loss(dit, _):
-        index = torch.randint(len(images), (args.batch,), generator=generator)
-        x0 = images[index]
-        digits = labels[index].clone()
-        digits[torch.rand(args.batch, generator=generator) < DROP_DIGIT] = lab.NULL_DIGIT
+        x0, digits = draw_digits(images, labels, args.batch, DROP_DIGIT, lab.NULL_DIGIT, generator)
         sigma = torch.sigmoid(torch.randn(args.batch, generator=generator))
         noise = torch.randn(x0.shape, generator=generator)
         x_t = model.model_sampling.noise_scaling(sigma, noise, x0)

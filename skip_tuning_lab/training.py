@@ -50,6 +50,15 @@ def training_digits():
     return images.expand(-1, 3, -1, -1).contiguous(), labels
 
 
+def draw_digits(images, labels, batch, drop, null_digit, generator):
+    """A batch of training digits and their tokens, each token replaced by `null_digit` ("any digit") with
+    probability `drop` (what CFG's unconditional prompt learns from): (images, tokens)."""
+    index = torch.randint(len(images), (batch,), generator=generator)
+    digits = labels[index].clone()
+    digits[torch.rand(batch, generator=generator) < drop] = null_digit
+    return images[index], digits
+
+
 def quick_settings(args):
     """--quick: 3 steps of batch 8 and a 32-sample card; the step limit (None: the time budget alone)."""
     if not args.quick:
