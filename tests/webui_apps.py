@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -173,7 +174,9 @@ def webui_app(host: str, ui: bool = True, probe: bool = False, settings: dict = 
               sorted(p.name for p in models.glob("*.safetensors")), process)
     try:
         deadline = time.monotonic() + timeout
-        while "Startup time:" not in app.console():
+        # With --nowebui the hosts print "Startup time:" before uvicorn binds the port (forge/webui.py, api_only:
+        # the print precedes api.launch), so the port must answer too: a loaded machine lost that race.
+        while "Startup time:" not in app.console() or not listening(port):
             if process.poll() is not None or time.monotonic() > deadline:
                 why = f"exited with {process.returncode}" if process.poll() is not None else f"not ready in {timeout} s"
                 raise RuntimeError(f"{host} {why}: {' '.join(command)}\n{app.console()[-6000:]}")
@@ -182,6 +185,12 @@ def webui_app(host: str, ui: bool = True, probe: bool = False, settings: dict = 
     finally:
         stop(process)
         shutil.rmtree(data, ignore_errors=True)
+
+
+def listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        return True
+    return False
 
 
 def stop(process: subprocess.Popen) -> None:
