@@ -12,6 +12,7 @@ own class whose `_call_impl` does the work (as `torch.nn.utils.parametrize` swap
 guards a module's type, so attaching and removing recompile once, and since the settings are tensors, a new
 rho value or range reuses the compiled graph.
 """
+import functools
 import math
 
 from .schedule import DEFAULT_RHO_BOTTOM, DEFAULT_RHO_TOP, SIGMA_RTOL, SkipPlan, make_ranges
@@ -26,6 +27,11 @@ def percent_to_timestep(percent: float) -> float:
     return (1.0 - percent) * (TIMESTEPS - 1)
 
 
+def whole_run(percent: float) -> float:
+    """Where nothing tells where a call is in the run, only the whole run (0-1) can be asked for."""
+    return math.inf if percent <= 0.0 else -math.inf
+
+
 def widened(value: float, direction: int) -> float:
     """A window bound moved outwards by the relative tolerance the ComfyUI path compares sigmas with."""
     return value + direction * SIGMA_RTOL * abs(value) if math.isfinite(value) else value
@@ -35,16 +41,22 @@ class SkipHandle:
     """What one `hook_skips` put on a U-Net; `remove()` (idempotent) takes all of it off."""
 
     def __init__(self, plan: SkipPlan, read_timestep, condition):
-        import torch
         self.read_timestep = read_timestep
         self.condition = condition
+        self.place(plan)
+        self.factors = None  # this call's factor per skip, 0-dim tensors on the U-Net's device
+        self.modules = []
+        self.cleanups = []  # what else `remove()` undoes (a scheduler method wrapped to follow its shift)
+
+    def place(self, plan: SkipPlan) -> None:
+        """Put the plan's ranges where its noise levels are (again, when the schedule changed)."""
+        import torch
+        self.plan = plan
         windows = plan.windows
         # Window order is priority order: the first listed range containing the timestep wins.
         self.bounds = torch.tensor([[widened(w.sigma_low, -1), widened(w.sigma_high, 1)] for w in windows],
                                    dtype=torch.float32)
         self.table = torch.tensor([list(w.rhos or (1.0,) * plan.num_blocks) for w in windows], dtype=torch.float32)
-        self.factors = None  # this call's factor per skip, 0-dim tensors on the U-Net's device
-        self.modules = []
 
     def on_unet_call(self, args, kwargs):
         value = self.read_timestep(args, kwargs)
@@ -67,6 +79,8 @@ class SkipHandle:
         while self.modules:
             module = self.modules.pop()
             untune(module, self)
+        while self.cleanups:
+            self.cleanups.pop()()
         self.factors = None
 
     def __enter__(self):
@@ -76,39 +90,45 @@ class SkipHandle:
         self.remove()
 
 
-def read_timestep_then_call(module, args, kwargs):
+def read_timestep_then_call(module, call, args, kwargs):
     for handle in getattr(module, ENTRIES):
         handle.on_unet_call(args, kwargs)
+    return call(*args, **kwargs)
 
 
-def scale_skip_then_call(module, args, kwargs):
+def scale_skip_then_call(module, call, args, kwargs):
     x = args[0] if args else next(kwargs[name] for name in INPUT_NAMES if name in kwargs)
     for handle, j, width in getattr(module, ENTRIES):
         if handle.factors is not None:
             # In place: the concatenated input is a fresh tensor the U-Net made for this layer alone.
             x[:, -width:].mul_(handle.factors[j].to(x.dtype))
+    return call(*args, **kwargs)
 
 
 TUNED_CLASSES = {}
 
 
-def tuned_class(cls, before_call):
-    """`cls` with `before_call(module, args, kwargs)` run at the start of every call; one per (cls, before_call)."""
-    key = (cls, before_call)
+def tuned_class(cls, around):
+    """`cls` whose every call runs `around(module, call, args, kwargs)`, `call` being the class's own call;
+    one per (cls, around)."""
+    key = (cls, around)
     if key not in TUNED_CLASSES:
+        # The function itself, not `cls._call_impl` looked up in the call: dynamo treats a class marked
+        # allow_in_graph (diffusers' Flux blocks) as a torch function and breaks the graph on that lookup.
+        call_impl = cls._call_impl
+
         def _call_impl(self, *args, **kwargs):
-            before_call(self, args, kwargs)
-            return cls._call_impl(self, *args, **kwargs)
+            return around(self, functools.partial(call_impl, self), args, kwargs)
         TUNED_CLASSES[key] = type(cls.__name__, (cls,), {
             "_call_impl": _call_impl, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
             "skip_tuning_base": cls})
     return TUNED_CLASSES[key]
 
 
-def tune(module, handle, entry, before_call):
+def tune(module, handle, entry, around):
     entries = getattr(module, ENTRIES, ())
     if not entries:
-        module.__class__ = tuned_class(type(module), before_call)
+        module.__class__ = tuned_class(type(module), around)
     setattr(module, ENTRIES, entries + (entry,))
     handle.modules.append(module)
 

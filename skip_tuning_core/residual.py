@@ -3,9 +3,11 @@
 The blog behind Skip Tuning suggests that a DiT's identity branches play the role of a U-Net's skips; the lab
 measured it on its small Flux-class DiT before this shipped (README, "Residual tuning on a DiT"). rho_l is
 linear in depth from the first chosen block to the last (Skip Tuning's ramp), over the part of the run the
-range covers, installed on a clone through the `patches_replace["dit"]` double/single block replacements that
-Flux-family models look up. Host-free: it only calls the patcher's own methods.
+range covers. Two ways in, one recipe: on a model patcher through the `patches_replace["dit"]` double/single
+block replacements Flux-family models look up (ComfyUI), and with `hook_residuals` on the block modules of a
+host without them (diffusers, Forge). Host-free: it only calls the patcher's own methods and torch's.
 """
+from .hooks import ENTRIES, SkipHandle, read_timestep_then_call, tune
 from .schedule import SkipPlan, SkipTuningError, check_percent, check_rho, make_ranges
 
 NAME = "Residual Tuning (DiT, experimental)"
@@ -13,49 +15,99 @@ BLOCKS = ("all", "double", "single")
 DEFAULT_RHO = 0.95  # the setting most often confirmed on the lab DiT ("all 0.95")
 
 
-def residual_blocks(dit, blocks: str) -> list:
-    """The (kind, index) keys of the chosen blocks, first to last: double-stream blocks, then single-stream."""
+def identity_scaled(out, x_in, rho):
+    """A block's output with its identity branch scaled: rho * x_in + branch, the branch being out - x_in."""
+    return out - (1.0 - rho) * x_in
+
+
+def residual_blocks(double, single, blocks: str, model_name: str) -> list:
+    """The (kind, index) keys of the chosen blocks, first to last: double-stream blocks, then single-stream.
+    `double` and `single` are the model's two block lists (None where it has no such list)."""
     if blocks not in BLOCKS:
         raise SkipTuningError(f"blocks must be one of {', '.join(BLOCKS)}, got {blocks!r}")
-    if not (hasattr(dit, "double_blocks") and hasattr(dit, "single_blocks")):
+    if double is None or single is None:
         raise SkipTuningError(f"{NAME} needs a Flux-family transformer (double- and single-stream blocks: Flux, "
-                              f"Chroma); this model ({type(dit).__name__}) has none. For U-Nets and HunyuanDiT "
+                              f"Chroma); this model ({model_name}) has none. For U-Nets and HunyuanDiT "
                               "use Skip Tuning.")
-    names = [("double_block", i) for i in range(len(dit.double_blocks))] + [
-        ("single_block", i) for i in range(len(dit.single_blocks))]
+    names = [("double_block", i) for i in range(len(double))] + [("single_block", i) for i in range(len(single))]
     chosen = [name for name in names if blocks == "all" or name[0] == f"{blocks}_block"]
     if not chosen:
         raise SkipTuningError(f"blocks={blocks!r}: this model has no {blocks}-stream blocks")
     return chosen
 
 
-def scaled_identity(plan: SkipPlan, position: int):
+def residual_ranges(count: int, rho_first, rho_last, start_percent, end_percent) -> list:
+    """The one range of a residual tuning over `count` chosen blocks, each value checked against its field."""
+    return make_ranges(count, rho_top=check_rho(rho_last, "rho_last"), rho_bottom=check_rho(rho_first, "rho_first"),
+                       start_percent=check_percent(start_percent, "start_percent"),
+                       end_percent=check_percent(end_percent, "end_percent"))
+
+
+def scaled_identity(plan: SkipPlan, position: int, inner=None):
     """A dit block replacement: rho * x_in + branch for each stream the block outputs, rho from `plan` at this
-    call's noise level (the block unchanged outside the ranges)."""
+    call's noise level (the block unchanged outside the ranges). `inner`, a replacement another node set for the
+    block, runs in the block's place."""
+    run = inner or (lambda args, extra: extra["original_block"](args))
+
     def replace(args, extra):
         sigmas = args.get("transformer_options", {}).get("sigmas")
         rhos = None if sigmas is None else plan.rhos_at(float(sigmas.max()))
         rho = 1.0 if rhos is None else rhos[position]
         if rho == 1.0:
-            return extra["original_block"](args)
+            return run(args, extra)
         inputs = {name: args[name] for name in ("img", "txt") if name in args}
-        # Flux's blocks add their branches in place (`img +=`): hand them copies, keep the inputs.
-        out = extra["original_block"]({**args, **{name: x.clone() for name, x in inputs.items()}})
-        return {name: y - (1.0 - rho) * inputs[name] for name, y in out.items()}
+        # ComfyUI's Flux blocks add their branches in place (`img +=`): hand them copies, keep the inputs.
+        out = run({**args, **{name: x.clone() for name, x in inputs.items()}}, extra)
+        return {name: identity_scaled(y, inputs[name], rho) for name, y in out.items()}
     return replace
 
 
 def residual_tuned(patcher, rho_first=DEFAULT_RHO, rho_last=DEFAULT_RHO, blocks="all", start_percent=0.0,
                    end_percent=1.0):
     """A clone of a Flux-family model patcher whose blocks scale their identity branch. The range is placed with
-    the model_sampling of the model given (put the node after any ModelSampling node)."""
-    rho_first, rho_last = check_rho(rho_first, "rho_first"), check_rho(rho_last, "rho_last")
-    chosen = residual_blocks(patcher.get_model_object("diffusion_model"), blocks)
-    ranges = make_ranges(len(chosen), rho_top=rho_last, rho_bottom=rho_first,
-                         start_percent=check_percent(start_percent, "start_percent"),
-                         end_percent=check_percent(end_percent, "end_percent"))
+    the model_sampling of the model given (put the node after any ModelSampling node). Applied twice, or over
+    another node's block replacement, the replacements nest: each one's change adds to the other's."""
+    dit = patcher.get_model_object("diffusion_model")
+    chosen = residual_blocks(getattr(dit, "double_blocks", None), getattr(dit, "single_blocks", None), blocks,
+                             type(dit).__name__)
+    ranges = residual_ranges(len(chosen), rho_first, rho_last, start_percent, end_percent)
     plan = SkipPlan(ranges, len(chosen), patcher.get_model_object("model_sampling").percent_to_sigma)
     tuned = patcher.clone()
+    present = tuned.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
     for position, (kind, index) in enumerate(chosen):
-        tuned.set_model_patch_replace(scaled_identity(plan, position), "dit", kind, index)
+        tuned.set_model_patch_replace(scaled_identity(plan, position, present.get((kind, index))), "dit", kind, index)
     return tuned
+
+
+def scale_identity_then_return(module, call, args, kwargs):
+    """A tuned block's call: its outputs with each handle's identity branch scaled. `streams` names, in the
+    order of a tuple output, the input ((keyword, position)) each output adds its branch to; a block that
+    returns one tensor adds it to the last one named."""
+    out = call(*args, **kwargs)
+    for handle, position, streams in getattr(module, ENTRIES):
+        if handle.factors is None:
+            continue
+        rho = handle.factors[position]
+        single = not isinstance(out, tuple)
+        pairs = zip((out,) if single else out, streams[-1:] if single else streams)
+        scaled = tuple(identity_scaled(y, kwargs[name] if name in kwargs else args[index], rho.to(y.dtype))
+                       for y, (name, index) in pairs)
+        out = scaled[0] if single else scaled
+    return out
+
+
+def hook_residuals(transformer, blocks, read_timestep, percent_to_value, rho_first=DEFAULT_RHO,
+                   rho_last=DEFAULT_RHO, start_percent=0.0, end_percent=1.0, condition=None) -> SkipHandle:
+    """Residual tuning on the modules of a host without block replacements, until the handle's `remove()`.
+
+    `blocks`: (module, streams) of the chosen blocks, first to last; streams as `scale_identity_then_return` reads
+    them. The blocks must not change their inputs in place (the diffusers and Forge blocks this serves do not).
+    The noise level is read once per `transformer` call (`read_timestep(args, kwargs)`, the largest of the
+    batch) and the range placed with `percent_to_value`, as Skip Tuning's module hooks do (hooks.py): the same
+    compiled graph for every rho and range. Several handles on one block add their changes."""
+    ranges = residual_ranges(len(blocks), rho_first, rho_last, start_percent, end_percent)
+    handle = SkipHandle(SkipPlan(ranges, len(blocks), percent_to_value), read_timestep, condition)
+    tune(transformer, handle, handle, read_timestep_then_call)
+    for position, (block, streams) in enumerate(blocks):
+        tune(block, handle, (handle, position, streams), scale_identity_then_return)
+    return handle

@@ -205,6 +205,7 @@ class SkipPlan:
             windows.append(Window(float(percent_to_sigma(skip_range.start_percent)),
                                   float(percent_to_sigma(skip_range.end_percent)), rhos))
         self.windows = tuple(windows)
+        self.ranges = tuple(ranges)
         self.num_blocks = num_blocks
         self.is_identity = all(window.rhos is None for window in self.windows)
 

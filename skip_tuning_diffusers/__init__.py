@@ -8,9 +8,11 @@ up resnet takes, as everywhere else in this project (SD1.x/2.x: 12 skips, SDXL: 
 import math
 
 from skip_tuning_core import DEFAULT_RHO_BOTTOM, DEFAULT_RHO_TOP, SkipTuningError, make_ranges, unsupported_message
-from skip_tuning_core.hooks import SkipHandle, hook_skips, percent_to_timestep
+from skip_tuning_core.hooks import SkipHandle, hook_skips, percent_to_timestep, whole_run
 
-__all__ = ["SkipHandle", "attach", "percent_to_unet_timestep", "skip_resnets"]
+from .residual import attach_residual
+
+__all__ = ["SkipHandle", "attach", "attach_residual", "percent_to_unet_timestep", "skip_resnets"]
 
 # The EDM-conditioned U-Nets diffusers has and the sigma range their pipelines sample (SVD's scheduler config).
 EDM_UNETS = {"UNetSpatioTemporalConditionModel": (0.002, 700.0)}
@@ -80,11 +82,6 @@ def percent_to_unet_timestep(unet, scheduler=None):
     if name in EDM_UNETS:
         return edm_timestep(*EDM_UNETS[name])
     return percent_to_timestep if name in DISCRETE_UNETS else None
-
-
-def whole_run(percent: float) -> float:
-    """Where nothing tells where a call is in the run, only the whole run (0-1) can be asked for."""
-    return math.inf if percent <= 0.0 else -math.inf
 
 
 def timestep_of(args, kwargs):

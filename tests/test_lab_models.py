@@ -228,3 +228,26 @@ def test_residual_protocol_quick_mode_runs_end_to_end(comfy_nodes_loaded, tmp_pa
     assert {c["setting"] for c in report["selection"]} == {"off", "all 0.95"}
     assert not set(report["selection_seeds"]) & set(report["confirmation_seeds"])
     assert "**A partial run.**" in (tmp_path / "residual.md").read_text()
+
+
+def test_residual_tuning_keeps_a_block_replacement_set_before_and_two_nodes_add_their_changes(tiny_dit,
+                                                                                               comfy_nodes_loaded):
+    """A replacement another node set for a block still runs under the node's (bug: it was overwritten), and
+    two Residual Tuning nodes at 0.9 give what one at 0.8 gives (each adds -0.1 x_in), as the diffusers hooks
+    do."""
+    patcher, lab = tiny_dit
+    dit = patcher.model.diffusion_model
+    count = len(dit.double_blocks) + len(dit.single_blocks)
+    handles = reference_hooks(dit, [0.8] * count)
+    try:
+        reference = sample(patcher, lab)
+    finally:
+        for handle in handles:
+            handle.remove()
+    calls = []
+    other = patcher.clone()
+    other.set_model_patch_replace(lambda args, extra: calls.append(1) or extra["original_block"](args), "dit",
+                                  "double_block", 0)
+    twice = node(comfy_nodes_loaded, node(comfy_nodes_loaded, other, 0.9, 0.9), 0.9, 0.9)
+    torch.testing.assert_close(sample(twice, lab), reference, rtol=0, atol=1e-5)
+    assert calls, "the other node's replacement ran"
