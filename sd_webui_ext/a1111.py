@@ -2,6 +2,7 @@
 from skip_tuning_core import SkipTuningError
 
 from .params import SkipParams, report_no_effect, report_unsupported, tell
+from .sampling import wrap_sample
 from .unet_hooks import attach, skip_widths
 
 
@@ -49,9 +50,8 @@ def follow_the_sampled_unet(p) -> None:
 
 def install_for_sampling(p, params: SkipParams, tunes_this_pass) -> bool:
     """Wrap this `p`'s own `sample` (txt2img runs its hires pass inside it) with hooks that exist only while it
-    runs: they come off when it returns, raises or is interrupted, so no hook outlives the generation and
-    nothing is stored outside `p`. `tunes_this_pass()` is asked at every U-Net call (txt2img's hires pass runs
-    inside the same `sample`).
+    runs (sampling.py). `tunes_this_pass()` is asked at every U-Net call (txt2img's hires pass runs inside the
+    same `sample`).
     """
     unet = getattr(getattr(p.sd_model, "model", None), "diffusion_model", None)
     if unet is None:
@@ -63,11 +63,7 @@ def install_for_sampling(p, params: SkipParams, tunes_this_pass) -> bool:
     except SkipTuningError:
         report_unsupported(p, unet)
         return False
-    # Loopback, SD upscale and the outpainting scripts run process_images on the same `p` again: wrap the
-    # host's own `sample`, never an earlier run's wrapper, or each run would compound rho.
-    sample = getattr(p.sample, "skip_tuning_wraps", p.sample)
-
-    def sample_with_skip_tuning(*args, **kwargs):
+    def sample_with_skip_tuning(sample, *args, **kwargs):
         replacement = replaced_unet()
         if replacement is not None:
             name = getattr(getattr(replacement, "option", None), "label", type(replacement).__name__)
@@ -87,8 +83,7 @@ def install_for_sampling(p, params: SkipParams, tunes_this_pass) -> bool:
                 tell(p, "Skip Tuning tuned only the first model: the refiner or hires checkpoint that took "
                         "over during this generation was sampled without it.")
 
-    sample_with_skip_tuning.skip_tuning_wraps = sample
-    p.sample = sample_with_skip_tuning
+    wrap_sample(p, "Skip Tuning", sample_with_skip_tuning)
     return True
 
 

@@ -1,18 +1,36 @@
-"""The WebUI script's settings: from UI/API arguments, X/Y/Z overrides and PNG infotext. No WebUI import."""
+"""The WebUI scripts' settings: from UI/API arguments, X/Y/Z overrides and PNG infotext. No WebUI import.
+
+Each settings class names its infotext entry (KEY), the short names its compact value uses (INFOTEXT_NAMES)
+and the ones a pasted value must have (REQUIRED); the functions below serve both scripts through them."""
 import logging
 from dataclasses import dataclass, fields, replace
+from typing import ClassVar
 
 from skip_tuning_core import (DEFAULT_RHO_BOTTOM, DEFAULT_RHO_TOP, SkipTuningError, check_percent, check_rho,
                                parse_numbers, unsupported_message)
+from skip_tuning_core.residual import DEFAULT_RHO, check_blocks
 
-INFOTEXT_KEY = "Skip Tuning"
 XYZ_OVERRIDES = "skip_tuning_xyz"  # attribute of each X/Y/Z cell's own `p`
 log = logging.getLogger("skip_tuning")
+
+
+def check_switch_and_range(params) -> None:
+    if not isinstance(params.enabled, bool):
+        raise SkipTuningError(f"enabled must be true or false, got {params.enabled!r}")
+    start = check_percent(params.start_percent, "start_percent")
+    end = check_percent(params.end_percent, "end_percent")
+    if start > end:
+        raise SkipTuningError(f"start_percent ({start:g}) must not be after end_percent ({end:g})")
 
 
 @dataclass(frozen=True)
 class SkipParams:
     """What the accordion holds; the same meaning as the ComfyUI node's inputs."""
+
+    KEY: ClassVar[str] = "Skip Tuning"
+    INFOTEXT_NAMES: ClassVar[dict] = {"rho_top": "rho_top", "rho_bottom": "rho_bottom", "start": "start_percent",
+                                      "end": "end_percent", "blocks": "block_rhos"}
+    REQUIRED: ClassVar[tuple] = ("rho_top", "rho_bottom")
 
     enabled: bool = False
     rho_top: float = DEFAULT_RHO_TOP
@@ -23,14 +41,9 @@ class SkipParams:
 
     def validated(self) -> "SkipParams":
         """This, or a SkipTuningError naming the field and its allowed range."""
-        if not isinstance(self.enabled, bool):
-            raise SkipTuningError(f"enabled must be true or false, got {self.enabled!r}")
+        check_switch_and_range(self)
         check_rho(self.rho_top, "rho_top")
         check_rho(self.rho_bottom, "rho_bottom")
-        start = check_percent(self.start_percent, "start_percent")
-        end = check_percent(self.end_percent, "end_percent")
-        if start > end:
-            raise SkipTuningError(f"start_percent ({start:g}) must not be after end_percent ({end:g})")
         if not isinstance(self.block_rhos, str):
             raise SkipTuningError(f"block_rhos must be text such as '0.8, 0.85, ...' or empty, got {self.block_rhos!r}")
         if self.block_rhos.strip():
@@ -47,26 +60,62 @@ class SkipParams:
         return text
 
 
-ARG_NAMES = tuple(field.name for field in fields(SkipParams))
-INFOTEXT_NAMES = {"rho_top": "rho_top", "rho_bottom": "rho_bottom", "start": "start_percent",
-                  "end": "end_percent", "blocks": "block_rhos"}
+@dataclass(frozen=True)
+class ResidualParams:
+    """The Residual Tuning accordion; the same meaning as the ComfyUI node's inputs."""
+
+    KEY: ClassVar[str] = "Residual Tuning"
+    INFOTEXT_NAMES: ClassVar[dict] = {"rho_first": "rho_first", "rho_last": "rho_last", "blocks": "blocks",
+                                      "start": "start_percent", "end": "end_percent"}
+    REQUIRED: ClassVar[tuple] = ("rho_first", "rho_last")
+
+    enabled: bool = False
+    rho_first: float = DEFAULT_RHO
+    rho_last: float = DEFAULT_RHO
+    blocks: str = "all"
+    start_percent: float = 0.0
+    end_percent: float = 1.0
+
+    def validated(self) -> "ResidualParams":
+        check_switch_and_range(self)
+        check_rho(self.rho_first, "rho_first")
+        check_rho(self.rho_last, "rho_last")
+        check_blocks(self.blocks)
+        return self
+
+    def infotext(self) -> str:
+        """E.g. 'rho_first=0.95; rho_last=0.95; blocks=all; start=0; end=1'."""
+        return (f"rho_first={self.rho_first:g}; rho_last={self.rho_last:g}; blocks={self.blocks}; "
+                f"start={self.start_percent:g}; end={self.end_percent:g}")
 
 
-def params_from_args(args, defaults: SkipParams = SkipParams()) -> SkipParams:
-    """The script's arguments: positional in ARG_NAMES order, or one dict (API); missing ones keep `defaults`.
+def arg_names(kind) -> tuple:
+    """The script's arguments, in the order of its controls."""
+    return tuple(field.name for field in fields(kind))
 
-    A dict turns Skip Tuning on unless it says `"enabled": false`.
+
+ARG_NAMES = arg_names(SkipParams)
+INFOTEXT_KEY = SkipParams.KEY
+
+
+def params_from_args(args, defaults=SkipParams()):
+    """The script's arguments: positional in the order of `arg_names`, or one dict (API); missing ones keep
+    `defaults` (whose class says which script's settings these are).
+
+    A dict turns the script on unless it says `"enabled": false`.
     """
+    kind = type(defaults)
+    names = arg_names(kind)
     if len(args) >= 1 and isinstance(args[0], dict):
-        unknown = set(args[0]) - set(ARG_NAMES)
+        unknown = set(args[0]) - set(names)
         if unknown:
-            raise SkipTuningError(f"unknown Skip Tuning argument(s) {sorted(unknown)}; allowed: {', '.join(ARG_NAMES)}")
+            raise SkipTuningError(f"unknown {kind.KEY} argument(s) {sorted(unknown)}; allowed: {', '.join(names)}")
         values = {"enabled": True, **args[0]}
     else:
-        if len(args) > len(ARG_NAMES):
-            raise SkipTuningError(f"Skip Tuning takes at most {len(ARG_NAMES)} arguments ({', '.join(ARG_NAMES)}), "
+        if len(args) > len(names):
+            raise SkipTuningError(f"{kind.KEY} takes at most {len(names)} arguments ({', '.join(names)}), "
                                   f"got {len(args)}")
-        values = dict(zip(ARG_NAMES, args))
+        values = dict(zip(names, args))
     if type(values.get("enabled")) is int and values["enabled"] in (0, 1):  # JSON clients send 0/1
         values["enabled"] = bool(values["enabled"])
     return replace(defaults, **values).validated()
@@ -80,51 +129,65 @@ def with_xyz_overrides(params: SkipParams, p) -> SkipParams:
     return replace(params, enabled=True, **overrides).validated()
 
 
-def params_from_infotext(text):
+def params_from_infotext(text, kind=SkipParams):
     """Settings pasted from a PNG's parameters, or None (with a warning) when the value is malformed."""
+    texts = {field.name for field in fields(kind) if field.type in (str, "str")}
     values = {}
     try:
         for part in str(text).split(";"):
             key, sep, value = part.partition("=")
             key = key.strip()
-            if not sep or key not in INFOTEXT_NAMES or INFOTEXT_NAMES[key] in values:
+            if not sep or key not in kind.INFOTEXT_NAMES or kind.INFOTEXT_NAMES[key] in values:
                 raise SkipTuningError(f"unexpected part {part.strip()!r}")
-            name = INFOTEXT_NAMES[key]
-            values[name] = ", ".join(value.split()) if name == "block_rhos" else float(value)
-        if not {"rho_top", "rho_bottom"} <= set(values):
-            raise SkipTuningError("rho_top and rho_bottom are required")
-        return replace(SkipParams(), enabled=True, **values).validated()
+            name = kind.INFOTEXT_NAMES[key]
+            values[name] = ", ".join(value.split()) if name in texts else float(value)
+        if not set(kind.REQUIRED) <= set(values):
+            raise SkipTuningError(f"{' and '.join(kind.REQUIRED)} are required")
+        return replace(kind(), enabled=True, **values).validated()
     except (SkipTuningError, ValueError) as error:
-        log.warning("Skip Tuning: ignoring the pasted value %r: %s", text, error)
+        log.warning("%s: ignoring the pasted value %r: %s", kind.KEY, text, error)
         return None
 
 
-def paste_key(name: str) -> str:
+def paste_key(name: str, kind=SkipParams) -> str:
     """The parameter name of one control in A1111's paste machinery; "Send to img2img" copies a control
     only when this name, a string, is listed in the script's `paste_field_names`."""
-    return f"{INFOTEXT_KEY} {name}"
+    return f"{kind.KEY} {name}"
 
 
-def infotext_value(name: str):
-    """An infotext-field function: this control's value in the compact "Skip Tuning" entry of parsed infotext,
-    or None. A1111's API (`Api.apply_infotext`, modules/api/api.py 363-430) reads a request's `infotext` through
+def infotext_value(name: str, kind=SkipParams):
+    """An infotext-field function: this control's value in the script's compact entry of parsed infotext, or
+    None. A1111's API (`Api.apply_infotext`, modules/api/api.py 363-430) reads a request's `infotext` through
     the script's `infotext_fields` alone and runs no `infotext_pasted` callback, so the compact value has to be
     read here too."""
     def value(params: dict):
-        pasted = params_from_infotext(params[INFOTEXT_KEY]) if INFOTEXT_KEY in params else None
+        pasted = params_from_infotext(params[kind.KEY], kind) if kind.KEY in params else None
         return None if pasted is None else getattr(pasted, name)
     return value
 
 
-def expand_infotext(infotext: str, params: dict) -> None:
-    """An `infotext_pasted` callback: the one compact "Skip Tuning" value becomes one entry per control
-    (a PNG without it turns the accordion off; a malformed one leaves every control as it is)."""
-    if INFOTEXT_KEY not in params:
-        params[paste_key("enabled")] = False
-        return
-    pasted = params_from_infotext(params[INFOTEXT_KEY])
-    if pasted is not None:
-        params.update({paste_key(name): getattr(pasted, name) for name in ARG_NAMES})
+def infotext_fields(controls, kind) -> list:
+    """A script's `infotext_fields`: each control by name, for the UI's paste and "Send to" (which match fields
+    by name), and by function, for the API's `infotext`; both read the same compact value."""
+    names = arg_names(kind)
+    return [(control, paste_key(name, kind)) for control, name in zip(controls, names)] + [
+        (control, infotext_value(name, kind)) for control, name in zip(controls, names)]
+
+
+def infotext_expander(kind):
+    """An `infotext_pasted` callback: the script's one compact value becomes one entry per control (a PNG
+    without it turns the accordion off; a malformed one leaves every control as it is)."""
+    def expand(infotext: str, params: dict) -> None:
+        if kind.KEY not in params:
+            params[paste_key("enabled", kind)] = False
+            return
+        pasted = params_from_infotext(params[kind.KEY], kind)
+        if pasted is not None:
+            params.update({paste_key(name, kind): getattr(pasted, name) for name in arg_names(kind)})
+    return expand
+
+
+expand_infotext = infotext_expander(SkipParams)
 
 
 def tell(p, message: str) -> None:

@@ -7,9 +7,9 @@ interrupted, in the after-process callback that SD.Next's `process_images` runs 
 """
 from skip_tuning_core import SkipTuningError
 
-from .params import SkipParams, report_unsupported
+from .params import tell
 
-HANDLE = "skip_tuning_handle"
+HANDLES = "skip_tuning_handles"  # on `p`: this generation's handle of each script, by its title
 
 
 def is_pipeline(model) -> bool:
@@ -17,21 +17,22 @@ def is_pipeline(model) -> bool:
     return hasattr(model, "components") and not hasattr(model, "model")
 
 
-def install_for_pipeline(p, params: SkipParams, attach_pipeline, tunes_this_pass) -> bool:
-    """Hook the pipeline's U-Net for this generation; the handle lives on `p` alone."""
-    remove_pipeline_hooks(p)  # process() again on the same p (Loopback-style scripts): never twice
+def install_for_pipeline(p, title: str, attach) -> bool:
+    """Hook the pipeline for this generation with `attach()`; the handle lives on `p` alone. A model the
+    adapter refuses is reported where the person sees it, and the generation goes on."""
+    handles = vars(p).setdefault(HANDLES, {})
+    earlier = handles.pop(title, None)  # process() again on the same p (Loopback-style scripts): never twice
+    if earlier is not None:
+        earlier.remove()
     try:
-        handle = attach_pipeline(p.sd_model, params.rho_top, params.rho_bottom, params.start_percent,
-                                 params.end_percent, params.block_rhos, condition=tunes_this_pass)
-    except SkipTuningError:
-        report_unsupported(p, getattr(p.sd_model, "unet", p.sd_model))
+        handles[title] = attach()
+    except SkipTuningError as error:
+        tell(p, f"{title}: {error} This image was generated without it.")
         return False
-    setattr(p, HANDLE, handle)
     return True
 
 
 def remove_pipeline_hooks(p, *args) -> None:
     """Take this generation's hooks off (idempotent); also an after-process callback (`callback(p)`)."""
-    handle = vars(p).pop(HANDLE, None)
-    if handle is not None:
+    for handle in vars(p).pop(HANDLES, {}).values():
         handle.remove()

@@ -12,19 +12,15 @@ from modules import script_callbacks, scripts
 from skip_tuning_core import HELP, RHO_MAX, SkipTuningError
 
 from .a1111 import fail_when_sampling, follow_the_sampled_unet, install_for_sampling
+from .accordion import accordion, percent_sliders
 from .forge import is_forge, patch_forge_unet
 from .pipelines import install_for_pipeline, is_pipeline, remove_pipeline_hooks
-from .params import (ARG_NAMES, INFOTEXT_KEY, expand_infotext, infotext_value, params_from_args, paste_key,
-                     with_xyz_overrides)
+from .params import (ARG_NAMES, INFOTEXT_KEY, SkipParams, expand_infotext, infotext_fields, params_from_args,
+                     paste_key, with_xyz_overrides)
 from .settings_ui import default_params, on_ui_settings, on_ui_tabs, tunes_this_pass
 from .xyz import register_xyz_axes
 
 PARAMS = "skip_tuning_params"  # this generation's settings, parsed once in `process`, on `p`
-
-try:
-    from modules.ui_components import InputAccordion  # A1111 >= 1.7 and Forge
-except ImportError:
-    InputAccordion = None
 
 
 class SkipTuningScript(scripts.Script):
@@ -44,31 +40,17 @@ class SkipTuningScript(scripts.Script):
 
     def ui(self, is_img2img):
         defaults = default_params()
-        if InputAccordion is not None:
-            enabled = InputAccordion(False, label=self.title(), elem_id=self.elem_id("enabled"))
-            container = enabled
-        else:
-            container = gr.Accordion(self.title(), open=False)
-        with container:
-            if InputAccordion is None:
-                enabled = gr.Checkbox(False, label="Enable", elem_id=self.elem_id("enabled"))
+        with accordion(self) as enabled:
             with gr.Row():
                 rho_top = gr.Slider(0.0, RHO_MAX, value=defaults.rho_top, step=0.01, label="rho_top",
                                     info=HELP["rho_top"], elem_id=self.elem_id("rho_top"))
                 rho_bottom = gr.Slider(0.0, RHO_MAX, value=defaults.rho_bottom, step=0.01, label="rho_bottom",
                                        info=HELP["rho_bottom"], elem_id=self.elem_id("rho_bottom"))
-            with gr.Row():
-                start = gr.Slider(0.0, 1.0, value=0.0, step=0.01, label="Start (percent of the run)",
-                                  info=HELP["start_percent"], elem_id=self.elem_id("start_percent"))
-                end = gr.Slider(0.0, 1.0, value=1.0, step=0.01, label="End (percent of the run)",
-                                info=HELP["end_percent"], elem_id=self.elem_id("end_percent"))
+            start, end = percent_sliders(self)
             block_rhos = gr.Textbox("", label="Per-block rho (optional)", info=HELP["block_rhos"],
                                     elem_id=self.elem_id("block_rhos"))
         controls = [enabled, rho_top, rho_bottom, start, end, block_rhos]
-        # By name for the UI's paste and "Send to" (which match fields by name), and by function for the API's
-        # `infotext`; both read the same compact value.
-        self.infotext_fields = [(control, paste_key(name)) for control, name in zip(controls, ARG_NAMES)] + [
-            (control, infotext_value(name)) for control, name in zip(controls, ARG_NAMES)]
+        self.infotext_fields = infotext_fields(controls, SkipParams)
         self.paste_field_names = [paste_key(name) for name in ARG_NAMES]
         return controls
 
@@ -86,7 +68,9 @@ class SkipTuningScript(scripts.Script):
         setattr(p, PARAMS, params)
         p.extra_generation_params[INFOTEXT_KEY] = params.infotext()
         if is_pipeline(p.sd_model):
-            install_for_pipeline(p, params, self.attach_pipeline, lambda: tunes_this_pass(p))
+            install_for_pipeline(p, self.title(), lambda: self.attach_pipeline(
+                p.sd_model, params.rho_top, params.rho_bottom, params.start_percent, params.end_percent,
+                params.block_rhos, condition=lambda: tunes_this_pass(p)))
         elif not is_forge(p):
             install_for_sampling(p, params, lambda: tunes_this_pass(p))
 

@@ -35,7 +35,8 @@ def unsupported_message(model_name: str, also: str = "") -> str:
     residual = load_findings().get("residual")
     return (f"Skip Tuning needs a U-Net with skip connections ({SUPPORTED}){' or ' + also if also else ''}; this "
             f"model ({model_name}) has none. Flux, SD3 and the other transformer (DiT) models without long skips "
-            f"have nothing for it to scale." + (f" {residual}" if residual else ""))
+            f"have nothing for it to scale." + (f" {residual} For Flux and Chroma it is offered as Residual Tuning "
+                                                "(experimental)." if residual else ""))
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,19 @@ def identity_scaled(out, x_in, rho):
     return out - (1.0 - rho) * x_in
 
 
+def check_blocks(blocks) -> str:
+    if blocks not in BLOCKS:
+        raise SkipTuningError(f"blocks must be one of {', '.join(BLOCKS)}, got {blocks!r}")
+    return blocks
+
+
 def residual_blocks(double, single, blocks: str, model_name: str) -> list:
     """The (kind, index) keys of the chosen blocks, first to last: double-stream blocks, then single-stream.
     `double` and `single` are the model's two block lists (None where it has no such list)."""
-    if blocks not in BLOCKS:
-        raise SkipTuningError(f"blocks must be one of {', '.join(BLOCKS)}, got {blocks!r}")
+    check_blocks(blocks)
     if double is None or single is None:
-        raise SkipTuningError(f"{NAME} needs a Flux-family transformer (double- and single-stream blocks: Flux, "
-                              f"Chroma); this model ({model_name}) has none. For U-Nets and HunyuanDiT "
+        raise SkipTuningError(f"this model ({model_name}) has no double- and single-stream blocks: residual "
+                              "tuning needs a Flux-family transformer (Flux, Chroma). For U-Nets and HunyuanDiT "
                               "use Skip Tuning.")
     names = [("double_block", i) for i in range(len(double))] + [("single_block", i) for i in range(len(single))]
     chosen = [name for name in names if blocks == "all" or name[0] == f"{blocks}_block"]
@@ -83,15 +88,19 @@ def scale_identity_then_return(module, call, args, kwargs):
     """A tuned block's call: its outputs with each handle's identity branch scaled. `streams` names, in the
     order of a tuple output, the input ((keyword, position)) each output adds its branch to; a block that
     returns one tensor adds it to the last one named."""
+    entries = [entry for entry in getattr(module, ENTRIES) if entry[0].factors is not None]
+    if not entries:
+        return call(*args, **kwargs)
+    # Copies taken before the call: Forge Neo's blocks, ported from ComfyUI's, add their branches in place
+    # (`img +=`), which would leave the input equal to the output.
+    inputs = {name: (kwargs[name] if name in kwargs else args[index]).clone()
+              for name, index in entries[0][2] if name in kwargs or index < len(args)}
     out = call(*args, **kwargs)
-    for handle, position, streams in getattr(module, ENTRIES):
-        if handle.factors is None:
-            continue
+    for handle, position, streams in entries:
         rho = handle.factors[position]
         single = not isinstance(out, tuple)
         pairs = zip((out,) if single else out, streams[-1:] if single else streams)
-        scaled = tuple(identity_scaled(y, kwargs[name] if name in kwargs else args[index], rho.to(y.dtype))
-                       for y, (name, index) in pairs)
+        scaled = tuple(identity_scaled(y, inputs[name], rho.to(y.dtype)) for y, (name, _) in pairs)
         out = scaled[0] if single else scaled
     return out
 
@@ -101,7 +110,7 @@ def hook_residuals(transformer, blocks, read_timestep, percent_to_value, rho_fir
     """Residual tuning on the modules of a host without block replacements, until the handle's `remove()`.
 
     `blocks`: (module, streams) of the chosen blocks, first to last; streams as `scale_identity_then_return` reads
-    them. The blocks must not change their inputs in place (the diffusers and Forge blocks this serves do not).
+    them; each call keeps a copy of the inputs it scales (a block may add its branches in place).
     The noise level is read once per `transformer` call (`read_timestep(args, kwargs)`, the largest of the
     batch) and the range placed with `percent_to_value`, as Skip Tuning's module hooks do (hooks.py): the same
     compiled graph for every rho and range. Several handles on one block add their changes."""

@@ -34,3 +34,18 @@ DESCRIPTION = ("Skip Tuning (Ma et al., ICML 2024): scales the long skip connect
                "a transformer that keeps them), rho_bottom for the deepest "
                "and rho_top for the shallowest, linearly in between. Training-free, no extra compute. "
                + SAMPLER_NOTE + " " + CONTROLNET_NOTE + (" " + DISTILLED_FINDING if DISTILLED_FINDING else ""))
+
+RESIDUAL_RHO = ("Scale of the identity branch of the {} chosen block: its output becomes rho * input + branch, "
+                "linear in depth between the first and the last. Below 1 weakens the residual stream.")
+RESIDUAL_HELP = {
+    "model": "A Flux-family transformer (Flux, Chroma). It is cloned, never changed.",
+    "rho_first": RESIDUAL_RHO.format("first"),
+    "rho_last": RESIDUAL_RHO.format("last"),
+    "blocks": "Which blocks: all, only the double-stream ones or only the single-stream ones.",
+    "start_percent": HELP["start_percent"],
+    "end_percent": HELP["end_percent"],
+}
+RESIDUAL_DESCRIPTION = ("scales each transformer block's identity branch (output = rho * input + branch), the "
+                        "counterpart of Skip Tuning the Skip Tuning blog suggests for DiTs without long skips. "
+                        "Measured only on the pack's small digits DiT, not on a large model: compare on your own "
+                        "seeds. " + load_findings().get("residual", ""))

@@ -52,19 +52,23 @@ scripts_manager.load_scripts()
 runner = scripts_manager.scripts_txt2img
 runner.initialize_scripts(is_img2img=False)
 (script,) = [s for s in runner.alwayson_scripts if s.title() == "Skip Tuning"]
-with gr.Blocks():
-    controls = script.ui(False)
+(residual,) = [s for s in runner.alwayson_scripts if s.title() == "Residual Tuning (DiT, experimental)"]
 # scripts_manager.py 451-460 (setup_ui's create_script_ui): a script's args are p.script_args[args_from:args_to],
-# after the selectable-script dropdown at index 0.
-script.args_from, script.args_to = 1, 1 + len(controls)
+# after the selectable-script dropdown at index 0, each script's after the one before.
+with gr.Blocks():
+    script.args_from = 1
+    script.args_to = script.args_from + len(script.ui(False))
+    residual.args_from = script.args_to
+    residual.args_to = residual.args_from + len(residual.ui(False))
+RESIDUAL_OFF = [False, 0.95, 0.95, "all", 0.0, 1.0]
 
 
 class Processing:
     """modules/processing_class.py StableDiffusionProcessing, the attributes the flow below touches:
     `sd_model` is a property returning shared.sd_model (654-656), `comment` (681-682), `is_hr_pass`."""
 
-    def __init__(self, args):
-        self.scripts, self.script_args, self.per_script_args = runner, [0] + list(args), {}
+    def __init__(self, args, residual_args=RESIDUAL_OFF):
+        self.scripts, self.script_args, self.per_script_args = runner, [0] + list(args) + list(residual_args), {}
         self.extra_generation_params, self.comments, self.is_hr_pass = {}, {}, False
 
     @property
@@ -109,10 +113,10 @@ def image(**kwargs):
                 generator=torch.Generator().manual_seed(0), callback_on_step_end=on_step, **kwargs).images
 
 
-def generate(args, call=image):
-    p = Processing(args)
+def generate(args, call=image, residual_args=RESIDUAL_OFF, model=None):
+    p = Processing(args, residual_args)
     images = process_images(p, call)
-    return p, images, hooks_left(pipe.unet)
+    return p, images, hooks_left(model or pipe.unet)
 
 
 def diff(a, b):
@@ -166,4 +170,31 @@ _, bad, results["hooks_after_bad"] = generate([True, 1.0, 9.0, 0.0, 1.0, ""])
 results["bad_vs_plain"] = diff(bad, plain)
 after_all = image()
 results["after_all_vs_plain"] = diff(after_all, plain)
+
+# Residual Tuning on a diffusers FluxPipeline (SD.Next runs Flux through diffusers), and Skip Tuning refusing it.
+from tiny_flux import sample_flux, tiny_flux_pipeline  # noqa: E402
+
+flux = tiny_flux_pipeline(diffusers)
+shared.sd_model = flux
+hooks_on_flux = []
+
+
+def flux_image():
+    def on_step(pipeline, step, t, state):
+        hooks_on_flux.append(hooks_left(pipeline.transformer))
+        return state
+    return sample_flux(flux, steps=4, callback_on_step_end=on_step)
+
+
+flux_plain = flux_image()
+with skip_tuning_diffusers.attach_residual(flux, 0.8, 0.9, "all", 0.2, 0.9):
+    flux_reference = flux_image()
+hooks_on_flux.clear()
+p, flux_tuned, after = generate([False, 0.6, 0.3, 0.0, 1.0, ""], flux_image, [True, 0.8, 0.9, "all", 0.2, 0.9],
+                                flux.transformer)
+results["residual"] = dict(vs_reference=diff(flux_tuned, flux_reference), vs_plain=diff(flux_tuned, flux_plain),
+                           infotext=p.extra_generation_params.get("Residual Tuning"), hooks_during=max(hooks_on_flux),
+                           hooks_after=after, scheduler_restored="set_timesteps" not in vars(flux.scheduler))
+p, skip_on_flux, _ = generate(ON, flux_image, model=flux.transformer)
+results["skip_tuning_on_flux"] = dict(vs_plain=diff(skip_on_flux, flux_plain), comments=list(p.comments))
 print(json.dumps(results))

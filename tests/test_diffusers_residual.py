@@ -9,28 +9,7 @@ from skip_tuning_core import SkipTuningError
 from test_comfy_compile import CountingBackend, assert_no_breaks, fresh_dynamo  # noqa: F401 (fixture)
 from test_comfy_patch import reference_rhos
 from test_diffusers import diffusers  # noqa: F401 (fixture)
-
-FLUX = dict(patch_size=1, in_channels=16, num_layers=2, num_single_layers=3, attention_head_dim=8,
-            num_attention_heads=2, joint_attention_dim=24, pooled_projection_dim=12, axes_dims_rope=(2, 2, 4))
-
-
-def filled(model):
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_(0.0, 0.1)
-    return model.eval()
-
-
-def tiny_flux(lib):
-    return filled(lib.FluxTransformer2DModel(**FLUX))
-
-
-def tiny_chroma(lib):
-    return filled(lib.ChromaTransformer2DModel(
-        patch_size=1, in_channels=16, num_layers=2, num_single_layers=3, attention_head_dim=8, num_attention_heads=2,
-        joint_attention_dim=24, axes_dims_rope=(2, 2, 4), approximator_num_channels=8, approximator_hidden_dim=16,
-        approximator_layers=1))
+from tiny_flux import sample_flux, tiny_chroma, tiny_flux, tiny_flux_pipeline
 
 
 def flux_inputs(sigma=0.6, chroma=False):
@@ -104,27 +83,6 @@ def test_rho_one_is_bit_identical_and_two_handles_add_their_changes(diffusers):
     with adapter.attach_residual(transformer, 0.9, 0.9), adapter.attach_residual(transformer, 0.9, 0.9):
         assert torch.allclose(run(transformer), once, atol=1e-6, rtol=1e-5)
     assert hooks_left(transformer) == 0
-
-
-def tiny_flux_pipeline(lib):
-    """FluxPipeline with no text encoders (prompt embeddings given) and a small VAE; the scheduler is Flux's
-    (FLUX.1-dev scheduler_config.json: shift by resolution)."""
-    vae = filled(lib.AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8,),
-                                   down_block_types=("DownEncoderBlock2D",), up_block_types=("UpDecoderBlock2D",),
-                                   norm_num_groups=4, layers_per_block=1, shift_factor=0.1159,
-                                   scaling_factor=0.3611))
-    scheduler = lib.FlowMatchEulerDiscreteScheduler(base_image_seq_len=256, base_shift=0.5, max_image_seq_len=4096,
-                                                    max_shift=1.15, shift=3.0, use_dynamic_shifting=True)
-    return lib.FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=None, tokenizer=None, text_encoder_2=None,
-                            tokenizer_2=None, transformer=tiny_flux(lib))
-
-
-def sample_flux(pipe, steps=10):
-    generator = torch.Generator().manual_seed(0)
-    embeds = torch.randn(1, 5, 24, generator=generator)
-    pooled = torch.randn(1, 12, generator=generator)
-    return pipe(prompt_embeds=embeds, pooled_prompt_embeds=pooled, height=16, width=16, num_inference_steps=steps,
-                guidance_scale=1.0, output_type="np", generator=torch.Generator().manual_seed(0)).images
 
 
 def test_a_range_tunes_exactly_the_calls_comfyuis_flux_schedule_places_inside_it(diffusers):

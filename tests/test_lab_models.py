@@ -251,3 +251,22 @@ def test_residual_tuning_keeps_a_block_replacement_set_before_and_two_nodes_add_
     twice = node(comfy_nodes_loaded, node(comfy_nodes_loaded, other, 0.9, 0.9), 0.9, 0.9)
     torch.testing.assert_close(sample(twice, lab), reference, rtol=0, atol=1e-5)
     assert calls, "the other node's replacement ran"
+
+
+def test_the_forge_module_hooks_tune_comfyuis_in_place_flux_as_the_node_does(tiny_dit, comfy_nodes_loaded):
+    """Forge Neo's Flux is a port of ComfyUI's: its blocks are called the same way and add their branches in
+    place (`img +=`, read with the search tools in its backend/nn/flux.py). The WebUI's Forge glue (module hooks,
+    sd_webui_ext/forge.py) on ComfyUI's real Flux gives what the node gives, a range included, and leaves no
+    hook (bug it guards: without a copy of the inputs the in-place blocks left nothing to scale)."""
+    from harness import hooks_left
+    from sd_webui_ext.forge import attach_residual
+    from sd_webui_ext.params import ResidualParams
+
+    patcher, lab = tiny_dit
+    untouched = sample(patcher, lab, steps=6)
+    expected = sample(node(comfy_nodes_loaded, patcher, 0.8, 1.0, "all", 0.2, 0.8), lab, steps=6)
+    with attach_residual(patcher, ResidualParams(True, 0.8, 1.0, "all", 0.2, 0.8)):
+        hooked = sample(patcher, lab, steps=6)
+    assert (expected - untouched).abs().max() > 1e-3
+    torch.testing.assert_close(hooked, expected, rtol=0, atol=1e-5)
+    assert hooks_left(patcher.model.diffusion_model) == 0 and torch.equal(sample(patcher, lab, steps=6), untouched)

@@ -44,3 +44,17 @@ def test_sdnext_bad_value_is_reported_by_name_and_the_image_is_untuned(sdnext_ru
     results, console = sdnext_run
     assert "rho_bottom must be a finite number from 0 to 3, got 9.0" in console
     assert results["bad_vs_plain"] == 0.0 and results["hooks_after_bad"] == 0
+
+
+def test_sdnext_residual_tuning_tunes_a_flux_pipeline_exactly_as_the_adapter_and_skip_tuning_says_why_not(sdnext_run):
+    """SD.Next runs Flux through diffusers: the Residual Tuning accordion (loaded beside Skip Tuning from the
+    extension's scripts/ folder) gives the image attach_residual gives around the same call, a range included;
+    the transformer and its 5 blocks carry hooks while it samples, none after, and the scheduler gets its own
+    set_timesteps back. Skip Tuning on the same pipeline leaves it untuned and says why in the image's comment."""
+    residual = sdnext_run[0]["residual"]
+    assert residual["vs_reference"] == 0.0 and residual["vs_plain"] > 1e-4
+    assert residual["infotext"] == "rho_first=0.8; rho_last=0.9; blocks=all; start=0.2; end=0.9"
+    assert residual["hooks_during"] == 6 and residual["hooks_after"] == 0 and residual["scheduler_restored"]
+    skip = sdnext_run[0]["skip_tuning_on_flux"]
+    assert skip["vs_plain"] == 0.0
+    assert len(skip["comments"]) == 1 and "(FluxPipeline) has none" in skip["comments"][0]

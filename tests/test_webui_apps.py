@@ -64,6 +64,17 @@ def test_a_bad_value_fails_the_request_with_the_field_and_the_console_says_so(ap
     assert bad["in_console"] and bad["swallowed"]
 
 
+def test_residual_tuning_through_the_api_leaves_a_unet_untuned_saying_why_and_fails_a_bad_value(app):
+    """The Residual Tuning accordion is loaded beside Skip Tuning and takes API args; on these U-Net checkpoints
+    the image is the untuned one, its infotext records the setting and its comments say why nothing was tuned
+    (Forge: when `p.sample` starts; A1111: in `process`). rho_first 5 fails the request with the field."""
+    run = app["residual_on_unet"]
+    assert run["status"] == 200 and run["vs_off"] == 0
+    assert "Residual Tuning: rho_first=0.9; rho_last=0.95; blocks=all; start=0; end=1" in run["infotext"]
+    assert "has no double- and single-stream blocks" in run["info"]
+    assert run["bad_status"] == 500 and "rho_first must be a finite number from 0 to 3, got 5" in run["bad_body"]
+
+
 def test_the_api_infotext_field_tunes_like_args_where_the_host_reads_it(app):
     run = app["api_infotext"]
     if app["host"] == "forge":

@@ -1,6 +1,8 @@
 """What tests/test_webui_apps.py measures through HTTP on a WebUI started as an application (tests/webui_apps.py),
 with the probe extension (tests/webui_probe) computing the hand reference in the server's own process. Each
 comparison is the max abs difference of two 8-bit images."""
+import json
+
 import requests
 
 from webui_api import BASE, HIRES, ON, max_diff, png_b64, post, skip
@@ -99,6 +101,15 @@ def measure(app) -> dict:
     results["api_bad"] = dict(status=status, error=str(body.get("error")), message=str(body.get("message")),
                               errors=str(body.get("errors")), images=len(images), in_console=BAD_MESSAGE in console,
                               swallowed="Error running process" in console)
+
+    # --- Residual Tuning on this U-Net checkpoint: made without it, saying why; a bad value fails ---------
+    residual = {"Residual Tuning (DiT, experimental)": {"args": [{"rho_first": 0.9}]}}
+    status, _, images, info = c.call("txt2img", **BASE, alwayson_scripts=residual)
+    bad_status, bad_body, _, _ = c.call("txt2img", **BASE, alwayson_scripts={
+        "Residual Tuning (DiT, experimental)": {"args": [{"rho_first": 5}]}})
+    results["residual_on_unet"] = dict(status=status, vs_off=max_diff(images[0], off) if images else None,
+                                       infotext=info.get("infotexts", [""])[0] if info else "", info=json.dumps(info),
+                                       bad_status=bad_status, bad_body=json.dumps(bad_body))
 
     # --- img2img and Loopback (3 loops on the same p) --------------------------------------------------
     i2i = dict(BASE, init_images=[png_b64(off)], denoising_strength=0.6)
