@@ -24,6 +24,8 @@ def install_for_forge(p, params: ResidualParams) -> None:
             handle = attach_residual(p.sd_model.forge_objects.unet, params)
         except SkipTuningError as error:
             tell(p, f"{NAME}: {error} This image was generated without it.")
+            # The infotext is written after sampling: it must not claim what was not done.
+            p.extra_generation_params.pop(ResidualParams.KEY, None)
             return sample(*args, **kwargs)
         try:
             return sample(*args, **kwargs)
@@ -81,15 +83,18 @@ class ResidualTuningScript(scripts.Script):
             raise
         if not params.enabled:
             return
-        p.extra_generation_params[ResidualParams.KEY] = params.infotext()
         if is_pipeline(p.sd_model):
-            install_for_pipeline(p, NAME, lambda: self.attach_pipeline(
+            applied = install_for_pipeline(p, NAME, lambda: self.attach_pipeline(
                 p.sd_model, params.rho_first, params.rho_last, params.blocks, params.start_percent,
                 params.end_percent))
         elif is_forge(p):
+            applied = True  # until the model that samples says otherwise (install_for_forge)
             install_for_forge(p, params)
         else:
+            applied = False
             report_no_transformer(p)
+        if applied:
+            p.extra_generation_params[ResidualParams.KEY] = params.infotext()
 
     def postprocess(self, p, processed, *args):
         remove_pipeline_hooks(p)

@@ -68,11 +68,13 @@ class SkipTuningScript(scripts.Script):
         setattr(p, PARAMS, params)
         p.extra_generation_params[INFOTEXT_KEY] = params.infotext()
         if is_pipeline(p.sd_model):
-            install_for_pipeline(p, self.title(), lambda: self.attach_pipeline(
+            applied = install_for_pipeline(p, self.title(), lambda: self.attach_pipeline(
                 p.sd_model, params.rho_top, params.rho_bottom, params.start_percent, params.end_percent,
                 params.block_rhos, condition=lambda: tunes_this_pass(p)))
-        elif not is_forge(p):
-            install_for_sampling(p, params, lambda: tunes_this_pass(p))
+        else:
+            applied = is_forge(p) or install_for_sampling(p, params, lambda: tunes_this_pass(p))
+        if not applied:  # a model without skips: the infotext must not claim it
+            p.extra_generation_params.pop(INFOTEXT_KEY, None)
 
     def postprocess(self, p, processed, *args):
         remove_pipeline_hooks(p)
@@ -80,8 +82,9 @@ class SkipTuningScript(scripts.Script):
     def process_before_every_sampling(self, p, *args, **kwargs):
         """Forge (and A1111 >= 1.10) call this before each sampling pass; only Forge patches here."""
         params = getattr(p, PARAMS, None)
-        if params is not None and is_forge(p) and tunes_this_pass(p):
-            patch_forge_unet(p, params)
+        if params is not None and is_forge(p) and tunes_this_pass(p) and not patch_forge_unet(p, params):
+            if not getattr(p, "is_hr_pass", False):  # nothing was tuned: the infotext must not claim it
+                p.extra_generation_params.pop(INFOTEXT_KEY, None)
 
 
 def follow_the_sampled_model(denoiser_params) -> None:

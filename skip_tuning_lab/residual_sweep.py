@@ -11,6 +11,8 @@ paired one-sided t test, minimum effect, estimator floor); README's section is w
     .venv/bin/python -m skip_tuning_lab.residual_sweep                   # lab_output/quality/
     .venv/bin/python -m skip_tuning_lab.residual_sweep --update-readme   # and README's section
     .venv/bin/python -m skip_tuning_lab.residual_sweep --quick           # one small cell
+    .venv/bin/python -m skip_tuning_lab.residual_sweep --recheck --update-readme
+                                        # each confirmed pick again on seeds no run has used (preset_recheck's)
 """
 import itertools
 import json
@@ -26,6 +28,7 @@ from skip_tuning_core.presets import FINDINGS_FILE, load_findings, load_measurem
 
 from .comfy_host import boot_comfy
 from .digits import HELD_OUT
+from .preset_recheck import RECHECK_SEEDS
 from .quality_sweep import (ALPHA, CONFIRMATION_SEEDS, FLOOR_DRAWS, HELP_PAGES, MIN_EFFECT, REPO, SELECTION_SEEDS,
                             TEST, Sweep,
                             estimator_floor, gain_text, interval, lab_arguments, mean_sd, paired_verdict,
@@ -108,23 +111,89 @@ def markdown(report):
 
 
 def finding(report):
-    """The run in one sentence, for the message DiT users get and the help pages."""
+    """The run in one sentence (and its recheck in another), for the message DiT users get and the help pages."""
     rows, picks = report["confirmation"], report["picks"]
     helps = [r for r in rows if r["verdict"] == "helps"]
     hurts = [r for r in rows if r["verdict"] == "hurts"]
     confirmed = "; ".join(f"{r['sampler']} {r['steps']} steps, {r['setting']}: {r['gain']:+.2f}" for r in helps)
-    return (f"Residual tuning (x_out = rho * x_in + branch in each block, the suggested counterpart for DiTs) was "
+    text = (f"Residual tuning (x_out = rho * x_in + branch in each block, the suggested counterpart for DiTs) was "
             f"measured on the lab's small Flux-class DiT: a setting was confirmed to help on held-out seeds in "
             f"{len(helps)} of {len(picks)} sampler and step count cells{f' ({confirmed})' if confirmed else ''}, the "
             f"pick hurt in {len(hurts)} ({report['samples_per_seed']} samples on each of "
             f"{len(report['confirmation_seeds'])} seeds; README, 'Residual tuning on a DiT').")
+    again = report.get("recheck")
+    if again:
+        seeds = again["seeds"]
+        text += (f" Sampled again on seeds {seeds[0]}-{seeds[-1]}, {sum(r['sign_kept'] for r in again['rows'])} of "
+                 f"{len(again['rows'])} kept their sign, {sum(r['significant'] for r in again['rows'])} significantly.")
+    return text
+
+
+def recheck(report, seeds, count, quick=False):
+    """Each confirmed pick (and harm) against off again on `seeds`, with the same test: the gain there, its
+    interval, and whether it kept its sign."""
+    rows = [r for r in report["confirmation"] if r["verdict"] in ("helps", "hurts")][:1 if quick else None]
+    results = run_cells(ResidualSweep(MODEL), {(r["sampler"], r["steps"]): [OFF, r["setting"]] for r in rows}, seeds,
+                        count, "recheck")
+    out = []
+    for r in rows:
+        new = paired_verdict(results[(r["sampler"], r["steps"], OFF)]["fd"],
+                             results[(r["sampler"], r["steps"], r["setting"])]["fd"])
+        helps = r["verdict"] == "helps"
+        p = new["p_better"] if helps else new["p_worse"]
+        kept = (new["gain"] > 0) == helps
+        out.append({key: r[key] for key in ("sampler", "steps", "setting", "verdict", "gain")} | {
+            "new_gain": new["gain"], "new_gain_sd": new["gain_sd"], "seeds_better": new["seeds_better"], "p": p,
+            "ci95": list(interval({**new, "seeds": len(seeds)})), "sign_kept": kept, "significant": kept and p < ALPHA})
+    return {"seeds": list(seeds), "samples_per_seed": count, "rows": out}
+
+
+def recheck_markdown(again, command, minutes):
+    rows, seeds = again["rows"], again["seeds"]
+    lines = [f"Measured by `.venv/bin/python -m skip_tuning_lab.residual_sweep {command}`: each pick of the run above "
+             f"that was confirmed (or found to hurt) sampled again against off on seeds {seeds[0]}-{seeds[-1]} "
+             f"({len(seeds)}, used neither for selection nor for confirmation), {again['samples_per_seed']} samples "
+             f"per seed and setting, the same test. **{sum(r['sign_kept'] for r in rows)} of {len(rows)} kept their "
+             f"sign, {sum(r['significant'] for r in rows)} significantly** (one-sided, alpha {ALPHA}). The run took "
+             f"{minutes:.0f} minutes.", "",
+             "| sampler | steps | setting | gain when confirmed | gain on the new seeds (95% CI) | new / confirmed | "
+             "seeds better | p | sign kept |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        low, high = r["ci95"]
+        lines.append(f"| {r['sampler']} | {r['steps']} | {r['setting']} | {r['gain']:+.2f} | {r['new_gain']:+.2f} "
+                     f"({low:+.2f} to {high:+.2f}) | {r['new_gain'] / r['gain']:.0%} | {r['seeds_better']}/{len(seeds)} "
+                     f"| {r['p']:.3g} | {'yes' if r['sign_kept'] else '**no**'} |")
+    return "\n".join(lines)
+
+
+def main_recheck(args):
+    started = time.monotonic()
+    report_path = REPO / "docs" / "quality_residual.json"
+    report = json.loads(report_path.read_text())
+    again = recheck(report, RECHECK_SEEDS[:2] if args.quick else RECHECK_SEEDS, 64 if args.quick else args.samples,
+                    args.quick)
+    text = recheck_markdown(again, shlex.join(sys.argv[1:]), (time.monotonic() - started) / 60)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "residual_recheck.md").write_text(text)
+    print(text)
+    if args.update_readme:
+        report["recheck"] = again
+        report_path.write_text(json.dumps(report, indent=1) + "\n")
+        replace_section(REPO / "README.md", "residual-recheck", text)
+        FINDINGS_FILE.write_text(json.dumps({**load_findings(), "residual": finding(report)}, indent=1) + "\n")
+        for page in HELP_PAGES:
+            replace_section(page, "presets", presets_markdown(load_measurements()))
 
 
 def main():
     parser = lab_arguments(__doc__, "one small cell (euler, 4 steps, off and all 0.95)", "one small cell")
+    parser.add_argument("--recheck", action="store_true",
+                        help="sample the committed run's confirmed picks again on new seeds (docs/quality_residual.json)")
     args = parse_lab_arguments(parser, "one small cell")
     torch.set_num_threads(args.threads)
     boot_comfy()
+    if args.recheck:
+        return main_recheck(args)
     started = time.monotonic()
     if args.quick:
         settings, samplers, steps_list, sel, conf, count, draws = ((OFF, "all 0.95"), SAMPLERS[:1], STEPS[:1], (0,),

@@ -138,4 +138,5 @@ flux_like = types.SimpleNamespace(model=types.SimpleNamespace(diffusion_model=to
 q, (left,) = generation(ON, flux_like)
 results["unsupported_comment"] = q.comments
 results["unsupported_left_alone"] = left is flux_like
+results["unsupported_infotext"] = q.extra_generation_params.get("Skip Tuning")
 print(json.dumps(results))

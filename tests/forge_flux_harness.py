@@ -171,5 +171,6 @@ unet = wired(IntegratedUNet2DConditionModel(
     transformer_depth_middle=0),
     PredictionFlux(mu=1.0))
 q, _, during_unet = generation([True, 0.8, 0.8, "all", 0.0, 1.0], unet)
-results["unet"] = dict(comments=q.comments, hooks_during=during_unet)
+results["unet"] = dict(comments=q.comments, hooks_during=during_unet,
+                       infotext=q.extra_generation_params.get("Residual Tuning"))
 print(json.dumps(results))

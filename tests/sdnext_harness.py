@@ -196,5 +196,6 @@ results["residual"] = dict(vs_reference=diff(flux_tuned, flux_reference), vs_pla
                            infotext=p.extra_generation_params.get("Residual Tuning"), hooks_during=max(hooks_on_flux),
                            hooks_after=after, scheduler_restored="set_timesteps" not in vars(flux.scheduler))
 p, skip_on_flux, _ = generate(ON, flux_image, model=flux.transformer)
-results["skip_tuning_on_flux"] = dict(vs_plain=diff(skip_on_flux, flux_plain), comments=list(p.comments))
+results["skip_tuning_on_flux"] = dict(vs_plain=diff(skip_on_flux, flux_plain), comments=list(p.comments),
+                                      infotext=p.extra_generation_params.get("Skip Tuning"))
 print(json.dumps(results))

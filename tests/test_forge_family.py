@@ -42,5 +42,5 @@ def test_the_range_gates_the_steps_on_the_forks_model_sampling(fork):
 
 
 def test_a_model_without_skips_is_left_alone_with_a_message(fork):
-    assert fork["unsupported_left_alone"]
+    assert fork["unsupported_left_alone"] and fork["unsupported_infotext"] is None
     assert len(fork["unsupported_comment"]) == 1 and "has none" in fork["unsupported_comment"][0]

@@ -47,4 +47,4 @@ def test_bad_input_fails_the_request_and_a_unet_is_reported_where_the_person_see
     assert forge["bad_value"] == "SkipTuningError: rho_first must be a finite number from 0 to 3, got 5.0"
     comments = forge["unet"]["comments"]
     assert len(comments) == 1 and "IntegratedUNet2DConditionModel" in comments[0] and "Skip Tuning" in comments[0]
-    assert forge["unet"]["hooks_during"] == [0]
+    assert forge["unet"]["hooks_during"] == [0] and forge["unet"]["infotext"] is None

@@ -230,6 +230,26 @@ def test_residual_protocol_quick_mode_runs_end_to_end(comfy_nodes_loaded, tmp_pa
     assert "**A partial run.**" in (tmp_path / "residual.md").read_text()
 
 
+def test_residual_recheck_quick_mode_samples_a_committed_pick_on_new_seeds(comfy_nodes_loaded, tmp_path,
+                                                                           monkeypatch):
+    """`residual_sweep --recheck --quick`: the first confirmed pick of the committed run, against off, on seeds
+    that neither selection nor confirmation used; the gain on them is measured, not copied."""
+    from skip_tuning_lab.preset_recheck import RECHECK_SEEDS
+
+    monkeypatch.setattr(sys, "argv", ["residual_sweep", "--recheck", "--quick", "--threads", "1", "--out",
+                                      str(tmp_path)])
+    residual_sweep.main()
+    torch.set_num_threads(1)
+    committed = json.loads((residual_sweep.REPO / "docs" / "quality_residual.json").read_text())
+    first = next(r for r in committed["confirmation"] if r["verdict"] == "helps")
+    text = (tmp_path / "residual_recheck.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith(f"| {first['sampler']} | {first['steps']} |"))
+    confirmed, new = row.split(" | ")[3:5]
+    assert confirmed == f"{first['gain']:+.2f}" and new.split()[0] != confirmed
+    assert f"seeds {RECHECK_SEEDS[0]}-{RECHECK_SEEDS[1]}" in text
+    assert not set(RECHECK_SEEDS) & set(committed["selection_seeds"] + committed["confirmation_seeds"])
+
+
 def test_residual_tuning_keeps_a_block_replacement_set_before_and_two_nodes_add_their_changes(tiny_dit,
                                                                                                comfy_nodes_loaded):
     """A replacement another node set for a block still runs under the node's (bug: it was overwritten), and

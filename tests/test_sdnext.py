@@ -56,5 +56,5 @@ def test_sdnext_residual_tuning_tunes_a_flux_pipeline_exactly_as_the_adapter_and
     assert residual["infotext"] == "rho_first=0.8; rho_last=0.9; blocks=all; start=0.2; end=0.9"
     assert residual["hooks_during"] == 6 and residual["hooks_after"] == 0 and residual["scheduler_restored"]
     skip = sdnext_run[0]["skip_tuning_on_flux"]
-    assert skip["vs_plain"] == 0.0
+    assert skip["vs_plain"] == 0.0 and skip["infotext"] is None
     assert len(skip["comments"]) == 1 and "(FluxPipeline) has none" in skip["comments"][0]

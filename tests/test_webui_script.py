@@ -227,7 +227,9 @@ def test_a1111_hires_pass_follows_the_setting(in_hires):
     assert scaled[True] and all(scaled[True]) == in_hires and any(scaled[True]) == in_hires
 
 
-def test_a1111_model_without_unet_skips_continues_with_a_message():
+def test_a1111_model_without_unet_skips_continues_with_a_message_and_no_infotext():
+    """The infotext is what an API caller reads (the API's info has no comments): it must not claim Skip Tuning
+    for an image made without it."""
     model = LdmModel(unet=DiTModel())
     runner, _ = make_runner()
     p = processing.StableDiffusionProcessingTxt2Img(model, runner, ON)
@@ -235,6 +237,7 @@ def test_a1111_model_without_unet_skips_continues_with_a_message():
     runner.process(p)
     assert p.sample == sample
     assert any("this model (DiTModel) has none" in c for c in p.comments)
+    assert INFOTEXT_KEY not in p.extra_generation_params
 
 
 def test_forge_patches_a_clone_once_per_pass_and_leaves_the_original():

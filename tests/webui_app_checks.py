@@ -104,11 +104,14 @@ def measure(app) -> dict:
 
     # --- Residual Tuning on this U-Net checkpoint: made without it, saying why; a bad value fails ---------
     residual = {"Residual Tuning (DiT, experimental)": {"args": [{"rho_first": 0.9}]}}
+    before = len(app.console())
     status, _, images, info = c.call("txt2img", **BASE, alwayson_scripts=residual)
+    console = app.console()[before:]
     bad_status, bad_body, _, _ = c.call("txt2img", **BASE, alwayson_scripts={
         "Residual Tuning (DiT, experimental)": {"args": [{"rho_first": 5}]}})
     results["residual_on_unet"] = dict(status=status, vs_off=max_diff(images[0], off) if images else None,
-                                       infotext=info.get("infotexts", [""])[0] if info else "", info=json.dumps(info),
+                                       infotext=info["infotexts"][0] if info else "",
+                                       in_console="has no double- and single-stream blocks" in console,
                                        bad_status=bad_status, bad_body=json.dumps(bad_body))
 
     # --- img2img and Loopback (3 loops on the same p) --------------------------------------------------
