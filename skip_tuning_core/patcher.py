@@ -21,6 +21,8 @@ from .schedule import UNET_NAMES, SkipNames, SkipPlan, SkipTuningError, make_ran
 
 TUNERS = "skip_tuning"  # model_options["transformer_options"]: every Skip Tuning applied to this model
 SCALES = "skip_tuning_scales"  # one model call's transformer_options: a factor tensor per block
+RESIDUAL_TUNERS = "residual_tuning"  # every Residual Tuning applied to this model (skip_tuning_core/residual.py)
+RESIDUAL_SCALES = "residual_tuning_scales"  # one call's: per residual tuner, a rho tensor per chosen block
 WRAPPER_KEY = "skip_tuning"
 APPLY_MODEL = "apply_model"  # comfy.patcher_extension.WrappersMP.APPLY_MODEL (ComfyUI >= 2024-12, reForge)
 SUPPORTED = "SD1.x, SD2.x, SDXL, SVD, the x4 upscaler and the other checkpoints built on the ldm/sgm UNetModel"
@@ -117,7 +119,10 @@ def with_scales(transformer_options: dict, model, x, sigma) -> dict:
     Every call of a tuned model gets a factor for every block, 1 outside every range: the compiled U-Net's
     graph never depends on the step, even where the host has dynamo skip its guards on transformer_options
     (ComfyUI 0.38's TorchCompileModel passes such a guard_filter_fn)."""
-    tuners = transformer_options.get(TUNERS)
+    tuners, residual = transformer_options.get(TUNERS), transformer_options.get(RESIDUAL_TUNERS)
+    if residual:
+        transformer_options = {**transformer_options, RESIDUAL_SCALES: residual_scales(
+            residual, sampling_schedule(model), x, float(sigma.max()))}
     if not tuners:
         return transformer_options
     factors = block_factors(tuners, sampling_schedule(model), float(sigma.max()))
@@ -127,6 +132,13 @@ def with_scales(transformer_options: dict, model, x, sigma) -> dict:
     if tuners[0].dit_blocks:
         transformer_options = with_dit_skip_scales(transformer_options, tuners[0].dit_blocks, scales)
     return transformer_options
+
+
+def residual_scales(tuners, schedule, x, sigma: float) -> tuple:
+    """Per residual tuner, its rho for each chosen block at this sigma (1 outside its ranges), as tensors like
+    Skip Tuning's factors: one small copy per call."""
+    return tuple(x.new_tensor(tuner.rhos_at(schedule, sigma) or (1.0,) * tuner.num_blocks).unbind()
+                 for tuner in tuners)
 
 
 def with_dit_skip_scales(transformer_options: dict, dit_blocks, scales) -> dict:
@@ -185,28 +197,40 @@ def is_tuned(patcher) -> bool:
     return bool(patcher.model_options.get("transformer_options", {}).get(TUNERS))
 
 
+def gated(patcher) -> bool:
+    """Whether the wrapper that reads each call's noise level is on this patcher (Skip or Residual Tuning)."""
+    options = patcher.model_options.get("transformer_options", {})
+    return bool(options.get(TUNERS) or options.get(RESIDUAL_TUNERS))
+
+
+def install_gate(patched, function_wrapper: bool = False) -> None:
+    """The wrapper around the model call that hands every tuner's factors to this call's transformer_options.
+    `function_wrapper` gates from a `model_function_wrapper` even on a patcher with APPLY_MODEL wrappers: the
+    WebUI forks' samplers (reForge's modules_forge/forge_sampler.py) call `sampling_function` with the
+    patcher's `model_options` alone, so its wrappers never run there."""
+    if hasattr(patched, "add_wrapper_with_key") and not function_wrapper:
+        patched.add_wrapper_with_key(APPLY_MODEL, WRAPPER_KEY, apply_model_wrapper)
+    else:
+        patched.set_model_unet_function_wrapper(
+            chained_function_wrapper(patched.model_options.get("model_function_wrapper"), patched.model))
+
+
 def skip_tuned(patcher, function_wrapper: bool = False, **settings):
     """A clone of `patcher` with its skips scaled per `settings` (make_ranges' keywords); `patcher` is untouched.
 
     Applied to a model that is already tuned, the factors multiply. All-1 settings install nothing.
-    `function_wrapper` gates the ranges from a `model_function_wrapper` even on a patcher with APPLY_MODEL
-    wrappers: the WebUI forks' samplers (reForge's modules_forge/forge_sampler.py) call `sampling_function`
-    with the patcher's `model_options` alone, so its wrappers never run there.
+    `function_wrapper`: see `install_gate`.
     """
     layout = skip_layout(patcher)
     tuner = SkipTuner(make_ranges(layout.count, names=layout.names, **settings), layout.count, layout.dit_blocks)
     patched = patcher.clone()
     if all(rho == 1.0 for skip_range in tuner.ranges for rho in skip_range.rhos):
         return patched
-    first = not is_tuned(patched)
+    first, gate = not is_tuned(patched), not gated(patched)
     options = patched.model_options.setdefault("transformer_options", {})
     options[TUNERS] = tuple(options.get(TUNERS, ())) + (tuner,)
-    if first:
-        if not layout.dit_blocks:
-            patched.set_model_output_block_patch(output_block_patch)
-        if hasattr(patched, "add_wrapper_with_key") and not function_wrapper:
-            patched.add_wrapper_with_key(APPLY_MODEL, WRAPPER_KEY, apply_model_wrapper)
-        else:
-            patched.set_model_unet_function_wrapper(
-                chained_function_wrapper(patched.model_options.get("model_function_wrapper"), patched.model))
+    if first and not layout.dit_blocks:
+        patched.set_model_output_block_patch(output_block_patch)
+    if gate:
+        install_gate(patched, function_wrapper)
     return patched

@@ -8,6 +8,7 @@ block replacements Flux-family models look up (ComfyUI), and with `hook_residual
 host without them (diffusers, Forge). Host-free: it only calls the patcher's own methods and torch's.
 """
 from .hooks import ENTRIES, SkipHandle, read_timestep_then_call, tune
+from .patcher import RESIDUAL_SCALES, RESIDUAL_TUNERS, SkipTuner, gated, install_gate
 from .schedule import SkipPlan, SkipTuningError, check_percent, check_rho, make_ranges
 
 NAME = "Residual Tuning (DiT, experimental)"
@@ -48,39 +49,46 @@ def residual_ranges(count: int, rho_first, rho_last, start_percent, end_percent)
                        end_percent=check_percent(end_percent, "end_percent"))
 
 
-def scaled_identity(plan: SkipPlan, position: int, inner=None):
-    """A dit block replacement: rho * x_in + branch for each stream the block outputs, rho from `plan` at this
-    call's noise level (the block unchanged outside the ranges). `inner`, a replacement another node set for the
-    block, runs in the block's place."""
+def scaled_identity(tuner: int, position: int, inner=None):
+    """A dit block replacement: rho * x_in + branch for each stream the block outputs, rho this call's factor of
+    residual tuner `tuner` for the block at `position` (1 outside its ranges), a tensor the gate around the model
+    call handed over, so that a compiled model's graph never depends on the step. `inner`, a replacement
+    another node set for the block, runs in the block's place."""
     run = inner or (lambda args, extra: extra["original_block"](args))
 
     def replace(args, extra):
-        sigmas = args.get("transformer_options", {}).get("sigmas")
-        rhos = None if sigmas is None else plan.rhos_at(float(sigmas.max()))
-        rho = 1.0 if rhos is None else rhos[position]
-        if rho == 1.0:
+        scales = args.get("transformer_options", {}).get(RESIDUAL_SCALES)
+        if scales is None:  # a call that did not go through the gate (another host path): leave it
             return run(args, extra)
+        rho = scales[tuner][position]
         inputs = {name: args[name] for name in ("img", "txt") if name in args}
         # ComfyUI's Flux blocks add their branches in place (`img +=`): hand them copies, keep the inputs.
         out = run({**args, **{name: x.clone() for name, x in inputs.items()}}, extra)
-        return {name: identity_scaled(y, inputs[name], rho) for name, y in out.items()}
+        return {name: identity_scaled(y, inputs[name], rho.to(y.dtype)) for name, y in out.items()}
     return replace
 
 
 def residual_tuned(patcher, rho_first=DEFAULT_RHO, rho_last=DEFAULT_RHO, blocks="all", start_percent=0.0,
                    end_percent=1.0):
     """A clone of a Flux-family model patcher whose blocks scale their identity branch. The range is placed with
-    the model_sampling of the model given (put the node after any ModelSampling node). Applied twice, or over
-    another node's block replacement, the replacements nest: each one's change adds to the other's."""
+    the model_sampling of the model sampled, read once per call by the gate Skip Tuning uses (patcher.py).
+    Applied twice, or over another node's block replacement, the replacements nest: each one's change adds
+    to the other's."""
     dit = patcher.get_model_object("diffusion_model")
     chosen = residual_blocks(getattr(dit, "double_blocks", None), getattr(dit, "single_blocks", None), blocks,
                              type(dit).__name__)
-    ranges = residual_ranges(len(chosen), rho_first, rho_last, start_percent, end_percent)
-    plan = SkipPlan(ranges, len(chosen), patcher.get_model_object("model_sampling").percent_to_sigma)
+    tuner = SkipTuner(residual_ranges(len(chosen), rho_first, rho_last, start_percent, end_percent), len(chosen))
     tuned = patcher.clone()
-    present = tuned.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
-    for position, (kind, index) in enumerate(chosen):
-        tuned.set_model_patch_replace(scaled_identity(plan, position, present.get((kind, index))), "dit", kind, index)
+    gate = not gated(tuned)
+    options = tuned.model_options.setdefault("transformer_options", {})
+    index = len(options.get(RESIDUAL_TUNERS, ()))
+    options[RESIDUAL_TUNERS] = tuple(options.get(RESIDUAL_TUNERS, ())) + (tuner,)
+    present = options.get("patches_replace", {}).get("dit", {})
+    for position, (kind, block) in enumerate(chosen):
+        tuned.set_model_patch_replace(scaled_identity(index, position, present.get((kind, block))), "dit", kind,
+                                      block)
+    if gate:
+        install_gate(tuned)
     return tuned
 
 

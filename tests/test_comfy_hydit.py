@@ -19,6 +19,7 @@ import comfy.model_base
 import comfy.supported_models
 import nodes as comfy_nodes
 
+from test_comfy_compile import fresh_dynamo  # noqa: F401 (fixture)
 from test_comfy_families import CFG, END, LONG_SKIP_DITS, RHO_BOTTOM, RHO_TOP, SCHEDULER, SEED, START, STEPS, \
     assert_scaled_inside
 from test_comfy_patch import reference_rhos, run_node
@@ -264,3 +265,22 @@ def test_refusal_names_hunyuan_dit_among_what_is_tuned(comfy_nodes_loaded):
     message = str(error.value)
     assert message.startswith("model: Skip Tuning needs a U-Net with skip connections") and \
         "or a transformer that keeps long skips (HunyuanDiT); this model (HunyuanDiT) has none" in message, message
+
+
+def test_torch_compile_adds_no_graph_and_no_break_and_is_exact(comfy_nodes_loaded, built, fresh_dynamo):
+    """ComfyUI's own compile wrapper (what TorchCompileModel installs), a counting backend: the tuned model
+    compiles as many graphs and breaks as often as the untuned one (HunYuanDiT itself breaks the graph), though
+    each call hands the blocks replacements of its own, and samples what eager sampling does."""
+    from torch._dynamo.utils import counters
+
+    from test_comfy_compile import CountingBackend, compiled
+
+    figures = {}
+    for name, model in (("plain", built.model), ("tuned", tune(comfy_nodes_loaded, built.model))):
+        torch._dynamo.reset()
+        counters.clear()
+        backend = CountingBackend()
+        fast, calls = compiled(model, backend)
+        torch.testing.assert_close(built.sample(fast), built.sample(model), rtol=0, atol=1e-6)
+        figures[name] = (backend.compiled, sum(counters["graph_break"].values()), backend.runs // len(calls))
+    assert figures["tuned"] == figures["plain"]

@@ -11,6 +11,7 @@ import torch
 
 from skip_tuning_lab import quality_sweep, residual_sweep
 from skip_tuning_lab.readme import section
+from test_comfy_compile import fresh_dynamo  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -290,3 +291,23 @@ def test_the_forge_module_hooks_tune_comfyuis_in_place_flux_as_the_node_does(tin
     assert (expected - untouched).abs().max() > 1e-3
     torch.testing.assert_close(hooked, expected, rtol=0, atol=1e-5)
     assert hooks_left(patcher.model.diffusion_model) == 0 and torch.equal(sample(patcher, lab, steps=6), untouched)
+
+
+def test_residual_tuning_under_torch_compile_keeps_the_graph_count_and_is_exact(tiny_dit, comfy_nodes_loaded,
+                                                                                 fresh_dynamo):
+    """ComfyUI's own compile wrapper (what TorchCompileModel installs), a counting backend: the tuned DiT, whole
+    run or a range, compiles as many graphs as the untuned one and breaks none, and samples what eager sampling
+    does (bug: each block read the step's sigma as a Python number, 17 graphs and a break per call)."""
+    from test_comfy_compile import CountingBackend, assert_no_breaks, compiled
+
+    patcher, lab = tiny_dit
+    plain_backend = CountingBackend()
+    sample(compiled(patcher, plain_backend)[0], lab, steps=4)
+    for settings in (("all", 0.0, 1.0), ("all", 0.3, 0.7)):
+        torch._dynamo.reset()
+        model = node(comfy_nodes_loaded, patcher, 0.9, 0.95, *settings)
+        backend = CountingBackend()
+        fast, calls = compiled(model, backend)
+        torch.testing.assert_close(sample(fast, lab, steps=4), sample(model, lab, steps=4), rtol=0, atol=1e-6)
+        assert backend.compiled == plain_backend.compiled and backend.runs == len(calls) == 4
+    assert_no_breaks()
