@@ -3,7 +3,8 @@
 
 Each tuned layer takes `cat([h, skip], dim=1)` as its input, so the skip is the trailing channels of it. The
 U-Net's call turns its timestep into one factor per skip with tensor operations (no value read into Python) and
-each layer multiplies its skip channels by its factor.
+each layer multiplies its skip channels by its factor. Residual Tuning's module hooks (residual.py, for diffusers'
+and Forge's transformers) are the same handle with another call around each block.
 
 Not torch hooks: torch.compile does not guard a module's hook dicts while they are empty
 (`torch._dynamo.config.skip_nnmodule_hook_guards`), so hooks added to a U-Net that already ran compiled, or
