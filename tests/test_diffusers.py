@@ -201,7 +201,7 @@ def test_the_readme_example_runs_as_written(diffusers, tmp_path, monkeypatch):
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "skip_tuning_diffusers" in b]
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "skip_tuning_diffusers.attach(" in b]
     pipe = tiny_pipeline(diffusers, tmp_path, diffusers[0].EulerDiscreteScheduler())
     calls = []
 
