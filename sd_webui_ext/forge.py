@@ -2,6 +2,7 @@
 Residual Tuning on Forge's Flux-family transformers, which look up no block replacements, hooks their blocks
 for the span of `p.sample` instead."""
 from skip_tuning_core import SkipTuningError, is_tuned, output_block_count, skip_tuned
+from skip_tuning_core.hooks import call_argument
 from skip_tuning_core.patcher import sampling_schedule
 from skip_tuning_core.residual import hook_residuals, residual_blocks
 
@@ -46,9 +47,7 @@ DOUBLE_STREAMS = (("img", 0), ("txt", 1))
 SINGLE_STREAMS = (("x", 0),)
 
 
-def timestep_of(args, kwargs):
-    """`IntegratedFluxTransformer2DModel.forward(x, timestep, context, ...)`, Chroma's the same."""
-    return kwargs["timestep"] if "timestep" in kwargs else (args[1] if len(args) > 1 else None)
+timestep_of = call_argument("timestep", 1)  # `IntegratedFluxTransformer2DModel.forward(x, timestep, ...)`, Chroma's too
 
 
 def attach_residual(unet, params: ResidualParams):

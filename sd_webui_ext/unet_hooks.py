@@ -10,7 +10,7 @@ each call from the U-Net's `timesteps`.
 import torch
 
 from skip_tuning_core import DEFAULT_RHO_BOTTOM, DEFAULT_RHO_TOP, SkipTuningError, unsupported_message
-from skip_tuning_core.hooks import SkipHandle, hook_skips
+from skip_tuning_core.hooks import SkipHandle, call_argument, hook_skips
 
 
 def block_out_channels(block: torch.nn.Module) -> int:
@@ -31,9 +31,7 @@ def skip_widths(unet: torch.nn.Module) -> list:
     return [block_out_channels(inputs[n - 1 - j]) for j in range(n)]
 
 
-def timesteps_of(args, kwargs):
-    """ldm/sgm `UNetModel.forward(x, timesteps, context, ...)`."""
-    return kwargs["timesteps"] if "timesteps" in kwargs else (args[1] if len(args) > 1 else None)
+timesteps_of = call_argument("timesteps", 1)  # ldm/sgm `UNetModel.forward(x, timesteps, context, ...)`
 
 
 def attach(unet: torch.nn.Module, rho_top=DEFAULT_RHO_TOP, rho_bottom=DEFAULT_RHO_BOTTOM, start_percent=0.0, end_percent=1.0,

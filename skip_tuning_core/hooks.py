@@ -33,6 +33,14 @@ def whole_run(percent: float) -> float:
     return math.inf if percent <= 0.0 else -math.inf
 
 
+def call_argument(name: str, position: int):
+    """A reader of one argument of a module's call, `(args, kwargs) -> value`: by keyword, else at `position`;
+    None when the call has neither."""
+    def read(args, kwargs):
+        return kwargs[name] if name in kwargs else (args[position] if len(args) > position else None)
+    return read
+
+
 def widened(value: float, direction: int) -> float:
     """A window bound moved outwards by the relative tolerance the ComfyUI path compares sigmas with."""
     return value + direction * SIGMA_RTOL * abs(value) if math.isfinite(value) else value

@@ -120,12 +120,15 @@ def with_scales(transformer_options: dict, model, x, sigma) -> dict:
     graph never depends on the step, even where the host has dynamo skip its guards on transformer_options
     (ComfyUI 0.38's TorchCompileModel passes such a guard_filter_fn)."""
     tuners, residual = transformer_options.get(TUNERS), transformer_options.get(RESIDUAL_TUNERS)
+    if not tuners and not residual:
+        return transformer_options
+    schedule, level = sampling_schedule(model), float(sigma.max())
     if residual:
-        transformer_options = {**transformer_options, RESIDUAL_SCALES: residual_scales(
-            residual, sampling_schedule(model), x, float(sigma.max()))}
+        transformer_options = {**transformer_options,
+                               RESIDUAL_SCALES: residual_scales(residual, schedule, x, level)}
     if not tuners:
         return transformer_options
-    factors = block_factors(tuners, sampling_schedule(model), float(sigma.max()))
+    factors = block_factors(tuners, schedule, level)
     values = x.new_tensor(factors or (1.0,) * tuners[0].num_blocks)  # one small copy per call, none per block
     scales = values.unbind()
     transformer_options = {**transformer_options, SCALES: scales}

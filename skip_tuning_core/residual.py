@@ -7,7 +7,7 @@ range covers. Two ways in, one recipe: on a model patcher through the `patches_r
 block replacements Flux-family models look up (ComfyUI), and with `hook_residuals` on the block modules of a
 host without them (diffusers, Forge). Host-free: it only calls the patcher's own methods and torch's.
 """
-from .hooks import ENTRIES, SkipHandle, read_timestep_then_call, tune
+from .hooks import ENTRIES, SkipHandle, call_argument, read_timestep_then_call, tune
 from .patcher import RESIDUAL_SCALES, RESIDUAL_TUNERS, SkipTuner, gated, install_gate
 from .schedule import SkipPlan, SkipTuningError, check_percent, check_rho, make_ranges
 
@@ -94,15 +94,14 @@ def residual_tuned(patcher, rho_first=DEFAULT_RHO, rho_last=DEFAULT_RHO, blocks=
 
 def scale_identity_then_return(module, call, args, kwargs):
     """A tuned block's call: its outputs with each handle's identity branch scaled. `streams` names, in the
-    order of a tuple output, the input ((keyword, position)) each output adds its branch to; a block that
-    returns one tensor adds it to the last one named."""
+    order of a tuple output, the input ((name, reader)) each output adds its branch to; a block that returns
+    one tensor adds it to the last one named."""
     entries = [entry for entry in getattr(module, ENTRIES) if entry[0].factors is not None]
     if not entries:
         return call(*args, **kwargs)
     # Copies taken before the call: Forge Neo's blocks, ported from ComfyUI's, add their branches in place
     # (`img +=`), which would leave the input equal to the output.
-    inputs = {name: (kwargs[name] if name in kwargs else args[index]).clone()
-              for name, index in entries[0][2] if name in kwargs or index < len(args)}
+    inputs = {name: value.clone() for name, read in entries[0][2] if (value := read(args, kwargs)) is not None}
     out = call(*args, **kwargs)
     for handle, position, streams in entries:
         rho = handle.factors[position]
@@ -117,8 +116,9 @@ def hook_residuals(transformer, blocks, read_timestep, percent_to_value, rho_fir
                    rho_last=DEFAULT_RHO, start_percent=0.0, end_percent=1.0, condition=None) -> SkipHandle:
     """Residual tuning on the modules of a host without block replacements, until the handle's `remove()`.
 
-    `blocks`: (module, streams) of the chosen blocks, first to last; streams as `scale_identity_then_return` reads
-    them; each call keeps a copy of the inputs it scales (a block may add its branches in place).
+    `blocks`: (module, streams) of the chosen blocks, first to last; streams name, in the order of a tuple
+    output, the input ((keyword, position)) each output adds its branch to; each call keeps a copy of the
+    inputs it scales (a block may add its branches in place).
     The noise level is read once per `transformer` call (`read_timestep(args, kwargs)`, the largest of the
     batch) and the range placed with `percent_to_value`, as Skip Tuning's module hooks do (hooks.py): the same
     compiled graph for every rho and range. Several handles on one block add their changes."""
@@ -126,5 +126,6 @@ def hook_residuals(transformer, blocks, read_timestep, percent_to_value, rho_fir
     handle = SkipHandle(SkipPlan(ranges, len(blocks), percent_to_value), read_timestep, condition)
     tune(transformer, handle, handle, read_timestep_then_call)
     for position, (block, streams) in enumerate(blocks):
-        tune(block, handle, (handle, position, streams), scale_identity_then_return)
+        readers = tuple((name, call_argument(name, index)) for name, index in streams)
+        tune(block, handle, (handle, position, readers), scale_identity_then_return)
     return handle

@@ -8,7 +8,7 @@ up resnet takes, as everywhere else in this project (SD1.x/2.x: 12 skips, SDXL: 
 import math
 
 from skip_tuning_core import DEFAULT_RHO_BOTTOM, DEFAULT_RHO_TOP, SkipTuningError, make_ranges, unsupported_message
-from skip_tuning_core.hooks import SkipHandle, hook_skips, percent_to_timestep, whole_run
+from skip_tuning_core.hooks import SkipHandle, call_argument, hook_skips, percent_to_timestep, whole_run
 
 from .residual import attach_residual
 
@@ -84,9 +84,7 @@ def percent_to_unet_timestep(unet, scheduler=None):
     return percent_to_timestep if name in DISCRETE_UNETS else None
 
 
-def timestep_of(args, kwargs):
-    """Every diffusers U-Net's `forward(sample, timestep, ...)`."""
-    return kwargs["timestep"] if "timestep" in kwargs else (args[1] if len(args) > 1 else None)
+timestep_of = call_argument("timestep", 1)  # every diffusers U-Net's `forward(sample, timestep, ...)`
 
 
 def attach(unet_or_pipeline, rho_top=DEFAULT_RHO_TOP, rho_bottom=DEFAULT_RHO_BOTTOM, start_percent=0.0,

@@ -11,7 +11,7 @@ import inspect
 import math
 
 from skip_tuning_core import SkipPlan, SkipTuningError
-from skip_tuning_core.hooks import whole_run
+from skip_tuning_core.hooks import call_argument, whole_run
 from skip_tuning_core.residual import DEFAULT_RHO, NAME, hook_residuals, residual_blocks
 
 STREAMS = (("encoder_hidden_states", 1), ("hidden_states", 0))
@@ -58,10 +58,9 @@ def follow_the_shift(handle, scheduler) -> None:
     handle.cleanups.append(lambda: vars(scheduler).pop("set_timesteps", None))
 
 
-def timestep_of(args, kwargs):
-    """`forward(hidden_states, encoder_hidden_states, pooled_projections, timestep, ...)` (Flux; Chroma has no
-    pooled projections and takes it by keyword)."""
-    return kwargs.get("timestep", args[3] if len(args) > 3 else None)
+# `forward(hidden_states, encoder_hidden_states, pooled_projections, timestep, ...)` (Flux; Chroma has no pooled
+# projections and takes it by keyword).
+timestep_of = call_argument("timestep", 3)
 
 
 def attach_residual(transformer_or_pipeline, rho_first=DEFAULT_RHO, rho_last=DEFAULT_RHO, blocks="all",

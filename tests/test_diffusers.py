@@ -134,11 +134,11 @@ def test_bad_values_and_models_without_skips_are_refused_by_name(diffusers):
     assert hooks_left(unet) == 0
 
 
-def tiny_pipeline(diffusers, tmp_path, scheduler):
-    """A real StableDiffusionPipeline from tiny random components and a CLIP tokenizer written here."""
+def tiny_clip(tmp_path, **config):
+    """A CLIP tokenizer written here (one word piece per letter) and a random CLIPTextModel for it; `config`
+    overrides the text model's sizes."""
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    lib = diffusers[0]
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
     vocab = {token: i for i, token in enumerate(["<|startoftext|>", "<|endoftext|>"] + letters
                                                 + [f"{c}</w>" for c in letters])}
@@ -146,9 +146,16 @@ def tiny_pipeline(diffusers, tmp_path, scheduler):
     (tmp_path / "merges.txt").write_text("#version: 0.2\n")
     tokenizer = CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), model_max_length=16)
     torch.manual_seed(0)
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=37,
-                                        num_attention_heads=4, num_hidden_layers=2, max_position_embeddings=16,
-                                        bos_token_id=0, eos_token_id=1, pad_token_id=1)).eval()
+    sizes = {"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2, **config}
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), max_position_embeddings=16, bos_token_id=0,
+                                        eos_token_id=1, pad_token_id=1, **sizes)).eval()
+    return tokenizer, text
+
+
+def tiny_pipeline(diffusers, tmp_path, scheduler):
+    """A real StableDiffusionPipeline from tiny random components and a CLIP tokenizer written here."""
+    lib = diffusers[0]
+    tokenizer, text = tiny_clip(tmp_path)
     vae = lib.AutoencoderKL(block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2,
                             up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=32).eval()
     return lib.StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer,

@@ -8,7 +8,7 @@ from harness import hooks_left
 from skip_tuning_core import SkipTuningError
 from test_comfy_compile import CountingBackend, assert_no_breaks, fresh_dynamo  # noqa: F401 (fixture)
 from test_comfy_patch import reference_rhos
-from test_diffusers import diffusers  # noqa: F401 (fixture)
+from test_diffusers import diffusers, tiny_clip  # noqa: F401 (fixture)
 from tiny_flux import sample_flux, tiny_chroma, tiny_flux, tiny_flux_pipeline
 
 
@@ -152,28 +152,19 @@ def test_compiled_transformer_is_tuned_exactly_and_a_new_value_compiles_nothing(
 def test_the_readme_flux_example_runs_as_written(diffusers, tmp_path, monkeypatch):
     """README's residual tuning block, unchanged, with `FluxPipeline.from_pretrained` handing back a tiny
     FluxPipeline with text encoders (a CLIP and a T5 of random weights, one word-piece vocabulary for both)."""
-    import json
     import re
     import runpy
     from pathlib import Path
 
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel
+    from transformers import T5Config, T5EncoderModel
 
     lib, adapter = diffusers
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "attach_residual(" in b]
-    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    vocab = {token: i for i, token in enumerate(["<|startoftext|>", "<|endoftext|>"] + letters
-                                                + [f"{c}</w>" for c in letters])}
-    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
-    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), model_max_length=16)
-    torch.manual_seed(0)
-    clip = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=12, intermediate_size=16,
-                                        num_attention_heads=2, num_hidden_layers=1, max_position_embeddings=16,
-                                        projection_dim=12, bos_token_id=0, eos_token_id=1, pad_token_id=1)).eval()
-    t5 = T5EncoderModel(T5Config(vocab_size=len(vocab), d_model=24, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
-                                 pad_token_id=1, eos_token_id=1)).eval()
+    tokenizer, clip = tiny_clip(tmp_path, hidden_size=12, intermediate_size=16, num_attention_heads=2,
+                                num_hidden_layers=1, projection_dim=12)
+    t5 = T5EncoderModel(T5Config(vocab_size=tokenizer.vocab_size, d_model=24, d_kv=8, d_ff=32, num_layers=1,
+                                 num_heads=2, pad_token_id=1, eos_token_id=1)).eval()
     tiny = tiny_flux_pipeline(lib)
     pipe = lib.FluxPipeline(scheduler=tiny.scheduler, vae=tiny.vae, text_encoder=clip, tokenizer=tokenizer,
                             text_encoder_2=t5, tokenizer_2=tokenizer, transformer=tiny.transformer)
